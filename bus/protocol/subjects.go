@@ -64,3 +64,7 @@ func DEAStartSubject(deaID string) string { return "dea." + deaID + ".start" }
 // LogSubject returns the subject carrying an app's log lines (a kiln
 // extension): "logs.<app id>".
 func LogSubject(app AppID) string { return "logs." + string(app) }
+
+// BulkCredentialsSubject is requested by health managers; a controller
+// answers with the HTTP basic credentials of its bulk API.
+const BulkCredentialsSubject = "cloudcontroller.bulk.credentials"

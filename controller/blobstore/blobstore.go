@@ -20,7 +20,7 @@ package blobstore
 
 import (
 	"context"
-	"crypto/sha1" //nolint:gosec // SHA-1 is the platform's content address, not a security boundary.
+	"crypto/sha1" // SHA-1 is the platform's content address, not a security boundary.
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -254,7 +254,7 @@ func ValidateKey(kind Kind, key string) error {
 func NewHash(key string) hash.Hash {
 	switch len(key) {
 	case SHA1KeyLen:
-		return sha1.New() //nolint:gosec // content address, see package doc.
+		return sha1.New() // content address, see package doc.
 	case SHA256KeyLen:
 		return sha256.New()
 	}
@@ -263,7 +263,7 @@ func NewHash(key string) hash.Hash {
 
 // NewSHA1 returns the digest Add uses to name content.
 func NewSHA1() hash.Hash {
-	return sha1.New() //nolint:gosec // content address, see package doc.
+	return sha1.New() // content address, see package doc.
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

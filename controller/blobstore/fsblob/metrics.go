@@ -13,8 +13,8 @@ import (
 // metrics are the store's Prometheus collectors. A nil *metrics (no
 // Registerer) records nothing.
 type metrics struct {
-	ops     *prometheus.CounterVec
-	written *prometheus.CounterVec
+	ops   *prometheus.CounterVec
+	bytes *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,12 +26,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "kiln", Subsystem: "blobstore", Name: "operations_total",
 			Help: "Blobstore operations by operation, kind and result.",
 		}, []string{"op", "kind", "result"}),
-		written: prometheus.NewCounterVec(prometheus.CounterOpts{
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kiln", Subsystem: "blobstore", Name: "written_bytes_total",
 			Help: "Bytes of blob content stored, by kind.",
 		}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.ops, m.written} {
+	for _, c := range []prometheus.Collector{m.ops, m.bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("fsblob: register metrics: %w", err)
 		}
@@ -53,7 +53,7 @@ func (m *metrics) written(kind blobstore.Kind, n int64) {
 	if m == nil {
 		return
 	}
-	m.written.WithLabelValues(string(kind)).Add(float64(n))
+	m.bytes.WithLabelValues(string(kind)).Add(float64(n))
 }
 
 // result is the bounded label value for an operation's outcome.

@@ -100,11 +100,13 @@ func (s *Store) store(ctx context.Context, kind blobstore.Kind, job *ingest.Job,
 	if err != nil {
 		return blobstore.Info{}, err
 	}
-	// Clip the buffer's spare capacity: a stored blob lives long.
-	e := &entry{data: bytes.Clone(buf.Bytes()), mod: s.cfg.Now()}
-	if e.data == nil {
-		e.data = []byte{}
+	data := buf.Bytes()
+	if cap(data)-len(data) > len(data)/4 {
+		// A stored blob lives long: do not keep up to twice its size
+		// alive for the buffer's growth slack.
+		data = bytes.Clone(data)
 	}
+	e := &entry{data: data, mod: s.cfg.Now()}
 	s.mu.Lock()
 	s.blobs[kind][key] = e
 	s.mu.Unlock()
