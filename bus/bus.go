@@ -127,3 +127,14 @@ func RequestJSON(ctx context.Context, b Bus, subject string, req, resp any) erro
 	}
 	return nil
 }
+
+// ConnectionNotifier is implemented by buses that can tell when they lose
+// and regain their connection (membus and natsbus both do). Components that
+// must behave differently while the bus is down, such as the router, which
+// stops pruning routes, find it with a type assertion on a Bus.
+type ConnectionNotifier interface {
+	// OnConnectionChange registers f to be called with false when the bus
+	// goes down and true when it is back, in order, from one goroutine.
+	// The returned function removes f.
+	OnConnectionChange(f func(up bool)) (remove func())
+}
