@@ -10,6 +10,18 @@
 // wait. Subscriptions are followed by Flush on the subscribing connection
 // before another connection publishes, because a remote bus registers
 // interest asynchronously.
+//
+// An implementation runs the suite from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		bustest.Run(t, func(t *testing.T) (a, b bus.Bus) {
+//			srv := membus.NewServer(membus.DefaultConfig())
+//			t.Cleanup(srv.Close)
+//			return srv.Connect(), srv.Connect()
+//		})
+//	}
+//
+// Subtests run one after another, each on a fresh bus.
 package bustest
 
 import (
@@ -764,11 +776,11 @@ func testInvalidSubjects(t *testing.T, connect Connect) {
 	nop := func(*bus.Msg) {}
 	badSubscribe := []string{"", ".", "a.", ".a", "a..b", "a b", "a\tb", "a.>.b", ">.a", "a*", "a.b>", "a\nb"}
 	for _, s := range badSubscribe {
-		if _, err := a.Subscribe(s, nop); !errors.Is(err, bus.ErrBadSubject) {
-			t.Errorf("Subscribe(%q) = %v, want ErrBadSubject", s, err)
+		if sub, err := a.Subscribe(s, nop); !errors.Is(err, bus.ErrBadSubject) || sub != nil {
+			t.Errorf("Subscribe(%q) = %v, %v; want nil, ErrBadSubject", s, sub, err)
 		}
-		if _, err := a.QueueSubscribe(s, "q", nop); !errors.Is(err, bus.ErrBadSubject) {
-			t.Errorf("QueueSubscribe(%q) = %v, want ErrBadSubject", s, err)
+		if sub, err := a.QueueSubscribe(s, "q", nop); !errors.Is(err, bus.ErrBadSubject) || sub != nil {
+			t.Errorf("QueueSubscribe(%q) = %v, %v; want nil, ErrBadSubject", s, sub, err)
 		}
 	}
 	badPublish := []string{"", ".", "a.", ".a", "a..b", "a b", "a.*", "*", ">", "a.>", "a\r\nb"}
@@ -810,11 +822,11 @@ func testInvalidQueues(t *testing.T, connect Connect) {
 
 func testNilHandler(t *testing.T, connect Connect) {
 	a, _ := connect(t)
-	if _, err := a.Subscribe("ok", nil); !errors.Is(err, bus.ErrNilHandler) {
-		t.Errorf("Subscribe with nil handler = %v, want ErrNilHandler", err)
+	if sub, err := a.Subscribe("ok", nil); !errors.Is(err, bus.ErrNilHandler) || sub != nil {
+		t.Errorf("Subscribe with nil handler = %v, %v; want nil, ErrNilHandler", sub, err)
 	}
-	if _, err := a.QueueSubscribe("ok", "q", nil); !errors.Is(err, bus.ErrNilHandler) {
-		t.Errorf("QueueSubscribe with nil handler = %v, want ErrNilHandler", err)
+	if sub, err := a.QueueSubscribe("ok", "q", nil); !errors.Is(err, bus.ErrNilHandler) || sub != nil {
+		t.Errorf("QueueSubscribe with nil handler = %v, %v; want nil, ErrNilHandler", sub, err)
 	}
 }
 
