@@ -1,0 +1,5 @@
+//go:build !race
+
+package placementsim
+
+const raceEnabled = false
