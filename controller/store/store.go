@@ -228,16 +228,26 @@ type App struct {
 // DesiredState is the slice of an App that a health manager compares with
 // what is running. It is read in bulk, so it carries no URIs or Env.
 type DesiredState struct {
-	AppID        string
-	Name         string
-	Owner        string
-	State        string
-	Instances    int
-	MemoryMB     int
-	Version      string
+	// AppID is App.ID.
+	AppID string
+	// Name is App.Name.
+	Name string
+	// Owner is App.Owner.
+	Owner string
+	// State is App.State (always AppStarted from DesiredStates).
+	State string
+	// Instances is the desired instance count.
+	Instances int
+	// MemoryMB is the memory limit per instance.
+	MemoryMB int
+	// Version is App.Version: instances of another version are stale.
+	Version string
+	// PackageState is App.PackageState: only STAGED apps can run.
 	PackageState string
-	DropletHash  string
-	UpdatedAt    time.Time
+	// DropletHash is the droplet instances should run.
+	DropletHash string
+	// UpdatedAt is App.UpdatedAt, for grace periods after a change.
+	UpdatedAt time.Time
 }
 
 // Droplet is one staged droplet kept in an app's history for rollback.
@@ -414,13 +424,15 @@ type Store interface {
 	// dropped, so the caller can delete their blobs. ErrNotFound when the
 	// app is missing.
 	AddDroplet(ctx context.Context, d Droplet, keep int) ([]Droplet, error)
-	// Droplets returns an app's droplet history, newest first.
+	// Droplets returns an app's droplet history, newest first (nil when
+	// empty); ErrNotFound when the app is missing.
 	Droplets(ctx context.Context, appID string) ([]Droplet, error)
 
 	// AddEvent appends an event (the app must exist) and returns it with Seq
 	// and Time set.
 	AddEvent(ctx context.Context, e AppEvent) (AppEvent, error)
-	// ListEvents pages through an app's events, oldest first.
+	// ListEvents pages through an app's events, oldest first (an unknown
+	// app has none).
 	ListEvents(ctx context.Context, appID string, opts ListOptions) (Page[AppEvent], error)
 	// AddCrash appends a crash record (the app must exist) and returns it
 	// with Seq and Time set.

@@ -48,17 +48,22 @@ type Store struct {
 	quotas      map[string]store.Quota
 	apps        map[string]store.App
 	appNames    map[ownerName]string
-	uris        map[string]string // uri -> app id
-	droplets    map[string][]store.Droplet
-	events      map[string][]store.AppEvent
-	crashes     map[string][]store.Crash
-	eventSeq    int64
-	crashSeq    int64
-	brokers     map[string]store.ServiceBroker
-	instances   map[string]store.ServiceInstance
-	instNames   map[ownerName]string
-	bindings    map[string]store.Binding
-	resources   map[string]int64
+	// appIDs indexes apps in ID order for paging: appended to on create
+	// and sorted (dropping deleted ids) by the next list when dirty, so
+	// creating stays O(1) and a page is a binary search and a scan.
+	appIDs    []string
+	appsDirty bool
+	uris      map[string]string // uri -> app id
+	droplets  map[string][]store.Droplet
+	events    map[string][]store.AppEvent
+	crashes   map[string][]store.Crash
+	eventSeq  int64
+	crashSeq  int64
+	brokers   map[string]store.ServiceBroker
+	instances map[string]store.ServiceInstance
+	instNames map[ownerName]string
+	bindings  map[string]store.Binding
+	resources map[string]int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -394,6 +399,8 @@ func (s *Store) CreateApp(ctx context.Context, a store.App) (store.App, error) {
 	a.StagedAt = ts(a.StagedAt)
 	s.apps[a.ID] = a
 	s.appNames[key] = a.ID
+	s.appIDs = append(s.appIDs, a.ID)
+	s.appsDirty = true
 	for _, u := range a.URIs {
 		s.uris[u] = a.ID
 	}
@@ -489,6 +496,7 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 		}
 	}
 	delete(s.appNames, ownerName{a.Owner, a.Name})
+	s.appsDirty = true
 	delete(s.apps, id)
 	delete(s.droplets, id)
 	delete(s.events, id)
@@ -498,47 +506,67 @@ func (s *Store) DeleteApp(ctx context.Context, id string) error {
 
 // ListApps implements store.Store.
 func (s *Store) ListApps(ctx context.Context, owner string, opts store.ListOptions) (store.Page[store.App], error) {
-	if err := s.rlock(ctx); err != nil {
+	// The write lock, because the read may tidy the index.
+	if err := s.lock(ctx); err != nil {
 		return store.Page[store.App]{}, err
 	}
-	defer s.mu.RUnlock()
-	var keys []string
-	for id, a := range s.apps {
-		if owner == "" || a.Owner == owner {
-			keys = append(keys, id)
+	defer s.mu.Unlock()
+	items, next := scanApps(s, opts, func(a *store.App) (store.App, bool) {
+		if owner != "" && a.Owner != owner {
+			return store.App{}, false
 		}
+		return copyApp(*a), true
+	})
+	return store.Page[store.App]{Items: items, Next: next}, nil
+}
+
+// scanApps walks the app ids after the cursor in order, keeping what pick
+// selects, up to one page. The caller holds the write lock.
+func scanApps[T any](s *Store, opts store.ListOptions, pick func(*store.App) (T, bool)) ([]T, string) {
+	if s.appsDirty {
+		s.appIDs = slices.DeleteFunc(s.appIDs, func(id string) bool { _, ok := s.apps[id]; return !ok })
+		slices.Sort(s.appIDs)
+		// An id deleted and created again before this list is there twice.
+		s.appIDs = slices.Compact(s.appIDs)
+		s.appsDirty = false
 	}
-	keys, next := page(keys, opts)
-	p := store.Page[store.App]{Next: next}
-	for _, k := range keys {
-		p.Items = append(p.Items, copyApp(s.apps[k]))
+	limit := opts.EffectiveLimit()
+	i, found := slices.BinarySearch(s.appIDs, opts.Cursor)
+	if found {
+		i++
 	}
-	return p, nil
+	var out []T
+	for ; i < len(s.appIDs); i++ {
+		a := s.apps[s.appIDs[i]]
+		v, ok := pick(&a)
+		if !ok {
+			continue
+		}
+		if len(out) == limit {
+			return out, s.appIDs[i-1]
+		}
+		out = append(out, v)
+	}
+	return out, ""
 }
 
 // DesiredStates implements store.Store.
 func (s *Store) DesiredStates(ctx context.Context, opts store.ListOptions) (store.Page[store.DesiredState], error) {
-	if err := s.rlock(ctx); err != nil {
+	if err := s.lock(ctx); err != nil {
 		return store.Page[store.DesiredState]{}, err
 	}
-	defer s.mu.RUnlock()
-	var keys []string
-	for id, a := range s.apps {
-		if a.State == store.AppStarted {
-			keys = append(keys, id)
+	defer s.mu.Unlock()
+	items, next := scanApps(s, opts, func(a *store.App) (store.DesiredState, bool) {
+		if a.State != store.AppStarted {
+			return store.DesiredState{}, false
 		}
-	}
-	keys, next := page(keys, opts)
-	p := store.Page[store.DesiredState]{Next: next}
-	for _, k := range keys {
-		a := s.apps[k]
-		p.Items = append(p.Items, store.DesiredState{
+		return store.DesiredState{
 			AppID: a.ID, Name: a.Name, Owner: a.Owner, State: a.State,
 			Instances: a.Instances, MemoryMB: a.MemoryMB, Version: a.Version,
 			PackageState: a.PackageState, DropletHash: a.DropletHash, UpdatedAt: a.UpdatedAt,
-		})
-	}
-	return p, nil
+		}, true
+	})
+	return store.Page[store.DesiredState]{Items: items, Next: next}, nil
 }
 
 // AddDroplet implements store.Store.
