@@ -1,6 +1,8 @@
 package warden
 
 import (
+	"archive/tar"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -40,11 +42,17 @@ func CleanPath(p string) (string, error) {
 
 // CleanEntryName checks the name of a tar entry to extract into dst (a
 // clean path from CleanPath) and returns the entry's clean container path.
-// Unlike CleanPath it rejects absolute names: an archive that names
-// "/etc/passwd" is refused rather than reinterpreted.
+// It is stricter than CleanPath: an absolute name ("/etc/passwd") and any
+// ".." element are refused rather than reinterpreted, as GNU tar does,
+// because "link/../x" means something else once "link" is a symbolic link.
 func CleanEntryName(dst, name string) (string, error) {
 	if strings.HasPrefix(name, "/") {
 		return "", fmt.Errorf("tar entry %q is absolute: %w", name, ErrInvalidPath)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("tar entry %q holds \"..\": %w", name, ErrInvalidPath)
+		}
 	}
 	rel, err := CleanPath(name)
 	if err != nil {
@@ -78,6 +86,84 @@ func ValidateHandle(h string) error {
 		c := h[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return fmt.Errorf("handle %q: %w", h, ErrInvalidSpec)
+		}
+	}
+	return nil
+}
+
+// maxLinkHops bounds symbolic link resolution, as Linux's ELOOP limit does.
+const maxLinkHops = 40
+
+// ResolvePath resolves container path p (clean, from CleanPath) by
+// following symbolic links the way the kernel would inside a chroot, except
+// that a link with an absolute target or a ".." above the root is an error
+// matching ErrInvalidPath rather than being clamped. readlink reports
+// whether the clean container path it is given is a symbolic link and its
+// target; it is not called for missing components, which are kept as they
+// are (so the result may name something to create). followLast says
+// whether a link in the final component is followed. Backends use it to
+// find where a write would land before making it.
+func ResolvePath(p string, followLast bool, readlink func(clean string) (target string, isLink bool, err error)) (string, error) {
+	pending := splitPath(p)
+	var cur []string
+	hops := 0
+	for len(pending) > 0 {
+		el := pending[0]
+		pending = pending[1:]
+		switch el {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return "", fmt.Errorf("path %q leaves the container: %w", p, ErrInvalidPath)
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		next := strings.Join(append(cur[:len(cur):len(cur)], el), "/")
+		if len(pending) == 0 && !followLast {
+			cur = append(cur, el)
+			break
+		}
+		target, isLink, err := readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if !isLink {
+			cur = append(cur, el)
+			continue
+		}
+		hops++
+		if hops > maxLinkHops {
+			return "", fmt.Errorf("path %q: too many links: %w", p, ErrInvalidPath)
+		}
+		if target == "" || strings.HasPrefix(target, "/") {
+			return "", fmt.Errorf("path %q: link %q -> %q is absolute: %w", p, next, target, ErrInvalidPath)
+		}
+		pending = append(splitPath(target), pending...)
+	}
+	if len(cur) == 0 {
+		return ".", nil
+	}
+	return strings.Join(cur, "/"), nil
+}
+
+func splitPath(p string) []string {
+	if p == "" || p == "." {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// CheckTarHeader rejects, with errors.ErrUnsupported, archive entries whose
+// contents are not stored as is: PAX-format GNU sparse files, which the
+// archive/tar reader expands, so a few bytes of archive could declare an
+// exabyte of zeros to write. (Old-format GNU sparse entries keep their own
+// type flag, which backends reject as an unsupported type.)
+func CheckTarHeader(h *tar.Header) error {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("tar entry %q is a sparse file: %w", h.Name, errors.ErrUnsupported)
 		}
 	}
 	return nil

@@ -214,7 +214,10 @@ type ProcessSpec struct {
 
 // ProcessIO connects a process's standard streams to the caller. Nil fields
 // mean no input and discarded output. Writers are called from backend
-// goroutines; Wait returns only after the process's output has been written.
+// goroutines; Wait returns once the output the process wrote before exiting
+// has been delivered. Stdin is read by a backend goroutine until it returns
+// io.EOF or the process exits; a Reader that blocks forever keeps that
+// goroutine, so close it when done.
 type ProcessIO struct {
 	Stdin  io.Reader
 	Stdout io.Writer
