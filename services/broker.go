@@ -74,6 +74,9 @@ type ProvisionResponse struct {
 	Async        bool   `json:"-"`
 	Operation    string `json:"operation,omitempty"`
 	DashboardURL string `json:"dashboard_url,omitempty"`
+	// AlreadyExists reports that an identical instance existed before the
+	// request (OSB "200 OK" rather than "201 Created").
+	AlreadyExists bool `json:"-"`
 }
 
 // DeprovisionRequest asks to delete a service instance.
@@ -124,6 +127,9 @@ type BindRequest struct {
 // Binding holds the credentials of a binding.
 type Binding struct {
 	Credentials map[string]any `json:"credentials"`
+	// AlreadyExists reports that an identical binding existed before the
+	// request (OSB "200 OK" rather than "201 Created").
+	AlreadyExists bool `json:"-"`
 }
 
 // UnbindRequest revokes a binding.
@@ -149,6 +155,11 @@ var (
 	ErrBadRequest = errors.New("services: bad request")
 	// ErrUnavailable: the broker or its backing service cannot be reached.
 	ErrUnavailable = errors.New("services: broker unavailable")
+	// ErrConcurrency: another operation on the same instance is in progress
+	// (OSB "ConcurrencyError"); retry later.
+	ErrConcurrency = errors.New("services: another operation is in progress")
+	// ErrOperationFailed: an asynchronous operation ended in state "failed".
+	ErrOperationFailed = errors.New("services: operation failed")
 )
 
 // Credential is one bound service as an app sees it in VCAP_SERVICES.
