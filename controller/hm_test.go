@@ -161,3 +161,32 @@ func TestBulkAPI(t *testing.T) {
 		t.Fatalf("bad batch_size: %d", status)
 	}
 }
+
+// TestHMCrashStartBeatsExited: the health manager's START for a crashed
+// index may arrive before the DEA's droplet.exited reaches the controller;
+// it must be acted on although heartbeats still say the index runs.
+func TestHMCrashStartBeatsExited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	dea := newFakeDEA(t, e.bus, "dea-race")
+	cl := e.user("race@x.io")
+	pushStaged(t, cl, "raceapp", map[string]string{"a": "b"})
+	if err := cl.UpdateApp(ctx, "raceapp", client.AppUpdate{Instances: client.Ptr(1), State: client.Ptr("STARTED")}); err != nil {
+		t.Fatal(err)
+	}
+	a := waitApp(t, cl, "raceapp", func(a client.App) bool { return a.Running() == 1 })
+	rec, err := e.store.GetAppByName(ctx, "race@x.io", "raceapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := protocol.HMRequest{Droplet: protocol.AppID(rec.ID), Op: protocol.OpStart, Version: a.Version,
+		Indices: []int{0}, LastUpdated: rec.UpdatedAt.Unix(), Reason: hmReasonCrashed}
+	if err := bus.PublishJSON(e.bus, protocol.HMRequests, req); err != nil {
+		t.Fatal(err)
+	}
+	if !dea.waitFor(func(d *fakeDEA) bool { return len(d.starts) == 2 && d.starts[1].Index == 0 }) {
+		dea.mu.Lock()
+		t.Fatalf("starts = %d, want the crash restart", len(dea.starts))
+	}
+}

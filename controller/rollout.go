@@ -131,7 +131,7 @@ func (c *Controller) runRollout(ctx context.Context, appID, oldVersion, newVersi
 		return err
 	}
 	for i := 0; i < a.Instances; i++ {
-		if err := c.startOne(ctx, a, start, i, false); err != nil {
+		if err := c.startOne(ctx, a, start, i, nil); err != nil {
 			return c.abortRollout(ctx, a, oldVersion, fmt.Errorf("index %d: %w", i, err))
 		}
 		if err := c.waitRunning(ctx, appID, newVersion, i); err != nil {

@@ -169,8 +169,9 @@ func (s *actualState) hasVersion(app, version string, fresh time.Time) bool {
 }
 
 // claim marks (version, index) as being started until until; it reports
-// false when a start is already in progress or the index is running.
-func (s *actualState) claim(app, version string, index int, now, until time.Time) bool {
+// false when a start is already in progress or, with checkRunning, when
+// heartbeats say the index is starting or running.
+func (s *actualState) claim(app, version string, index int, now, until time.Time, checkRunning bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := pendingKey(app, version, index)
@@ -178,7 +179,7 @@ func (s *actualState) claim(app, version string, index int, now, until time.Time
 		return false
 	}
 	for _, i := range s.apps[app] {
-		if i.version == version && i.index == index && (i.state == protocol.StateRunning || i.state == protocol.StateStarting) {
+		if checkRunning && i.version == version && i.index == index && (i.state == protocol.StateRunning || i.state == protocol.StateStarting) {
 			return false
 		}
 	}
@@ -254,7 +255,7 @@ func (c *Controller) startIndices(ctx context.Context, a store.App, indices []in
 	var failed []int
 	for _, i := range indices {
 		g.Go(func() error {
-			if err := c.startOne(ctx, a, start, i, false); err != nil {
+			if err := c.startOne(ctx, a, start, i, nil); err != nil {
 				mu.Lock()
 				failed = append(failed, i)
 				mu.Unlock()
@@ -271,9 +272,19 @@ func (c *Controller) startIndices(ctx context.Context, a store.App, indices []in
 
 // startOne places index i of a and sends it the start message; a start
 // already in progress for that index is skipped.
-func (c *Controller) startOne(ctx context.Context, a store.App, start protocol.Start, i int, flapping bool) error {
+//
+// hm is the health manager's request that asked for the start, or nil when
+// the controller acts on its own. A START whose reason is a crash is trusted
+// over the controller's heartbeat view: the health manager reacts to the
+// DEA's droplet.exited at once, so its request can arrive before that same
+// message reaches this controller, and refusing it would leave the index
+// down until the health manager retries. Only a start already in flight is
+// de-duplicated then.
+func (c *Controller) startOne(ctx context.Context, a store.App, start protocol.Start, i int, hm *protocol.HMRequest) error {
 	now := c.now()
-	if !c.actual.claim(a.ID, a.Version, i, now, now.Add(c.cfg.StartPending)) {
+	flapping := hm != nil && hm.Flapping
+	checkRunning := hm == nil || hm.Reason != hmReasonCrashed
+	if !c.actual.claim(a.ID, a.Version, i, now, now.Add(c.cfg.StartPending), checkRunning) {
 		c.log.Debug("start-skipped-in-progress", "app", a.ID, "index", i)
 		return nil
 	}
@@ -441,6 +452,10 @@ func (c *Controller) onHMRequest(m *bus.Msg) {
 	}
 }
 
+// hmReasonCrashed is the reason health managers give a START for an index
+// whose instance crashed (healthmgr/drift's ReasonCrashed).
+const hmReasonCrashed = "crashed"
+
 func (c *Controller) handleHMRequest(ctx context.Context, req protocol.HMRequest) {
 	id := string(req.Droplet)
 	a, err := c.deps.Store.GetApp(ctx, id)
@@ -471,7 +486,7 @@ func (c *Controller) handleHMRequest(ctx context.Context, req protocol.HMRequest
 				c.log.Info("hm-request-ignored", "app", id, "index", i, "reason", "index beyond instances")
 				continue
 			}
-			_ = c.startOne(ctx, a, start, i, req.Flapping)
+			_ = c.startOne(ctx, a, start, i, &req)
 		}
 	case protocol.OpStop:
 		// Every instance of a STOPPED app is extra, whatever the health

@@ -146,6 +146,39 @@ func (s *Store) rlock(ctx context.Context) error {
 	return nil
 }
 
+// get returns a copy of m[key], read under the read lock, or an error
+// wrapping store.ErrNotFound that names the record as what.
+func get[V any](ctx context.Context, s *Store, m map[string]V, key string, cp func(V) V, what string) (V, error) {
+	var zero V
+	if err := s.rlock(ctx); err != nil {
+		return zero, err
+	}
+	defer s.mu.RUnlock()
+	v, ok := m[key]
+	if !ok {
+		return zero, fmt.Errorf("memstore: %s %q: %w", what, key, store.ErrNotFound)
+	}
+	return cp(v), nil
+}
+
+// getByName is get for records looked up by owner and name through the
+// names index.
+func getByName[V any](ctx context.Context, s *Store, names map[ownerName]string, m map[string]V, owner, name string, cp func(V) V, what string) (V, error) {
+	var zero V
+	if err := s.rlock(ctx); err != nil {
+		return zero, err
+	}
+	defer s.mu.RUnlock()
+	id, ok := names[ownerName{owner, name}]
+	if !ok {
+		return zero, fmt.Errorf("memstore: %s %q of %q: %w", what, name, owner, store.ErrNotFound)
+	}
+	return cp(m[id]), nil
+}
+
+// identity is the copy function of records without shared slices.
+func identity[V any](v V) V { return v }
+
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -199,15 +232,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) (store.User, error
 
 // GetUser implements store.Store.
 func (s *Store) GetUser(ctx context.Context, email string) (store.User, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.User{}, err
-	}
-	defer s.mu.RUnlock()
-	u, ok := s.users[email]
-	if !ok {
-		return store.User{}, fmt.Errorf("memstore: user %q: %w", email, store.ErrNotFound)
-	}
-	return u, nil
+	return get(ctx, s, s.users, email, identity[store.User], "user")
 }
 
 // UpdateUser implements store.Store.
@@ -409,28 +434,12 @@ func (s *Store) CreateApp(ctx context.Context, a store.App) (store.App, error) {
 
 // GetApp implements store.Store.
 func (s *Store) GetApp(ctx context.Context, id string) (store.App, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.App{}, err
-	}
-	defer s.mu.RUnlock()
-	a, ok := s.apps[id]
-	if !ok {
-		return store.App{}, fmt.Errorf("memstore: app %q: %w", id, store.ErrNotFound)
-	}
-	return copyApp(a), nil
+	return get(ctx, s, s.apps, id, copyApp, "app")
 }
 
 // GetAppByName implements store.Store.
 func (s *Store) GetAppByName(ctx context.Context, owner, name string) (store.App, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.App{}, err
-	}
-	defer s.mu.RUnlock()
-	id, ok := s.appNames[ownerName{owner, name}]
-	if !ok {
-		return store.App{}, fmt.Errorf("memstore: app %q of %q: %w", name, owner, store.ErrNotFound)
-	}
-	return copyApp(s.apps[id]), nil
+	return getByName(ctx, s, s.appNames, s.apps, owner, name, copyApp, "app")
 }
 
 // UpdateApp implements store.Store.
@@ -720,15 +729,7 @@ func copyBroker(b store.ServiceBroker) store.ServiceBroker {
 
 // GetBroker implements store.Store.
 func (s *Store) GetBroker(ctx context.Context, name string) (store.ServiceBroker, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.ServiceBroker{}, err
-	}
-	defer s.mu.RUnlock()
-	b, ok := s.brokers[name]
-	if !ok {
-		return store.ServiceBroker{}, fmt.Errorf("memstore: broker %q: %w", name, store.ErrNotFound)
-	}
-	return copyBroker(b), nil
+	return get(ctx, s, s.brokers, name, copyBroker, "broker")
 }
 
 // UpdateBroker implements store.Store.
@@ -820,28 +821,12 @@ func (s *Store) CreateServiceInstance(ctx context.Context, si store.ServiceInsta
 
 // GetServiceInstance implements store.Store.
 func (s *Store) GetServiceInstance(ctx context.Context, id string) (store.ServiceInstance, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.ServiceInstance{}, err
-	}
-	defer s.mu.RUnlock()
-	si, ok := s.instances[id]
-	if !ok {
-		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance %q: %w", id, store.ErrNotFound)
-	}
-	return copyInstance(si), nil
+	return get(ctx, s, s.instances, id, copyInstance, "service instance")
 }
 
 // GetServiceInstanceByName implements store.Store.
 func (s *Store) GetServiceInstanceByName(ctx context.Context, owner, name string) (store.ServiceInstance, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.ServiceInstance{}, err
-	}
-	defer s.mu.RUnlock()
-	id, ok := s.instNames[ownerName{owner, name}]
-	if !ok {
-		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance %q of %q: %w", name, owner, store.ErrNotFound)
-	}
-	return copyInstance(s.instances[id]), nil
+	return getByName(ctx, s, s.instNames, s.instances, owner, name, copyInstance, "service instance")
 }
 
 // UpdateServiceInstance implements store.Store.
@@ -939,15 +924,7 @@ func (s *Store) CreateBinding(ctx context.Context, b store.Binding) (store.Bindi
 
 // GetBinding implements store.Store.
 func (s *Store) GetBinding(ctx context.Context, id string) (store.Binding, error) {
-	if err := s.rlock(ctx); err != nil {
-		return store.Binding{}, err
-	}
-	defer s.mu.RUnlock()
-	b, ok := s.bindings[id]
-	if !ok {
-		return store.Binding{}, fmt.Errorf("memstore: binding %q: %w", id, store.ErrNotFound)
-	}
-	return copyBinding(b), nil
+	return get(ctx, s, s.bindings, id, copyBinding, "binding")
 }
 
 // DeleteBinding implements store.Store.

@@ -140,31 +140,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 }
 
 // GetApp implements store.Store.
-func (s *Store) GetApp(ctx context.Context, id string) (_ store.App, err error) {
-	done, err := s.begin("get_app")
-	if err != nil {
-		return store.App{}, err
-	}
-	defer done(&err)
-	a, err := scanApp(s.queryRow(ctx, s.q("SELECT "+appCols+" FROM apps WHERE id = ?"), id))
-	if err != nil {
-		return store.App{}, notFound(err, "app %q", id)
-	}
-	return a, nil
+func (s *Store) GetApp(ctx context.Context, id string) (store.App, error) {
+	return getRow(ctx, s, "get_app", scanApp, fmt.Sprintf("app %q", id), "SELECT "+appCols+" FROM apps WHERE id = ?", id)
 }
 
 // GetAppByName implements store.Store.
-func (s *Store) GetAppByName(ctx context.Context, owner, name string) (_ store.App, err error) {
-	done, err := s.begin("get_app_by_name")
-	if err != nil {
-		return store.App{}, err
-	}
-	defer done(&err)
-	a, err := scanApp(s.queryRow(ctx, s.q("SELECT "+appCols+" FROM apps WHERE owner = ? AND name = ?"), owner, name))
-	if err != nil {
-		return store.App{}, notFound(err, "app %q of %q", name, owner)
-	}
-	return a, nil
+func (s *Store) GetAppByName(ctx context.Context, owner, name string) (store.App, error) {
+	return getRow(ctx, s, "get_app_by_name", scanApp, fmt.Sprintf("app %q of %q", name, owner), "SELECT "+appCols+" FROM apps WHERE owner = ? AND name = ?", owner, name)
 }
 
 // UpdateApp implements store.Store.

@@ -62,17 +62,8 @@ func (s *Store) CreateBroker(ctx context.Context, b store.ServiceBroker) (_ stor
 }
 
 // GetBroker implements store.Store.
-func (s *Store) GetBroker(ctx context.Context, name string) (_ store.ServiceBroker, err error) {
-	done, err := s.begin("get_broker")
-	if err != nil {
-		return store.ServiceBroker{}, err
-	}
-	defer done(&err)
-	b, err := scanBroker(s.queryRow(ctx, s.q("SELECT "+brokerCols+" FROM service_brokers WHERE name = ?"), name))
-	if err != nil {
-		return store.ServiceBroker{}, notFound(err, "broker %q", name)
-	}
-	return b, nil
+func (s *Store) GetBroker(ctx context.Context, name string) (store.ServiceBroker, error) {
+	return getRow(ctx, s, "get_broker", scanBroker, fmt.Sprintf("broker %q", name), "SELECT "+brokerCols+" FROM service_brokers WHERE name = ?", name)
 }
 
 // UpdateBroker implements store.Store.
@@ -182,31 +173,13 @@ func (s *Store) CreateServiceInstance(ctx context.Context, si store.ServiceInsta
 }
 
 // GetServiceInstance implements store.Store.
-func (s *Store) GetServiceInstance(ctx context.Context, id string) (_ store.ServiceInstance, err error) {
-	done, err := s.begin("get_service_instance")
-	if err != nil {
-		return store.ServiceInstance{}, err
-	}
-	defer done(&err)
-	si, err := scanInstance(s.queryRow(ctx, s.q("SELECT "+instanceCols+" FROM service_instances WHERE id = ?"), id))
-	if err != nil {
-		return store.ServiceInstance{}, notFound(err, "service instance %q", id)
-	}
-	return si, nil
+func (s *Store) GetServiceInstance(ctx context.Context, id string) (store.ServiceInstance, error) {
+	return getRow(ctx, s, "get_service_instance", scanInstance, fmt.Sprintf("service instance %q", id), "SELECT "+instanceCols+" FROM service_instances WHERE id = ?", id)
 }
 
 // GetServiceInstanceByName implements store.Store.
-func (s *Store) GetServiceInstanceByName(ctx context.Context, owner, name string) (_ store.ServiceInstance, err error) {
-	done, err := s.begin("get_service_instance_by_name")
-	if err != nil {
-		return store.ServiceInstance{}, err
-	}
-	defer done(&err)
-	si, err := scanInstance(s.queryRow(ctx, s.q("SELECT "+instanceCols+" FROM service_instances WHERE owner = ? AND name = ?"), owner, name))
-	if err != nil {
-		return store.ServiceInstance{}, notFound(err, "service instance %q of %q", name, owner)
-	}
-	return si, nil
+func (s *Store) GetServiceInstanceByName(ctx context.Context, owner, name string) (store.ServiceInstance, error) {
+	return getRow(ctx, s, "get_service_instance_by_name", scanInstance, fmt.Sprintf("service instance %q of %q", name, owner), "SELECT "+instanceCols+" FROM service_instances WHERE owner = ? AND name = ?", owner, name)
 }
 
 // UpdateServiceInstance implements store.Store.
@@ -311,17 +284,8 @@ func (s *Store) CreateBinding(ctx context.Context, b store.Binding) (_ store.Bin
 }
 
 // GetBinding implements store.Store.
-func (s *Store) GetBinding(ctx context.Context, id string) (_ store.Binding, err error) {
-	done, err := s.begin("get_binding")
-	if err != nil {
-		return store.Binding{}, err
-	}
-	defer done(&err)
-	b, err := scanBinding(s.queryRow(ctx, s.q("SELECT "+bindingCols+" FROM bindings WHERE id = ?"), id))
-	if err != nil {
-		return store.Binding{}, notFound(err, "binding %q", id)
-	}
-	return b, nil
+func (s *Store) GetBinding(ctx context.Context, id string) (store.Binding, error) {
+	return getRow(ctx, s, "get_binding", scanBinding, fmt.Sprintf("binding %q", id), "SELECT "+bindingCols+" FROM bindings WHERE id = ?", id)
 }
 
 // DeleteBinding implements store.Store.

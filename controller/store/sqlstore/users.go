@@ -77,17 +77,8 @@ func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
 }
 
 // GetUser implements store.Store.
-func (s *Store) GetUser(ctx context.Context, email string) (_ store.User, err error) {
-	done, err := s.begin("get_user")
-	if err != nil {
-		return store.User{}, err
-	}
-	defer done(&err)
-	u, err := scanUser(s.queryRow(ctx, s.q("SELECT "+userCols+" FROM users WHERE email = ?"), email))
-	if err != nil {
-		return store.User{}, notFound(err, "user %q", email)
-	}
-	return u, nil
+func (s *Store) GetUser(ctx context.Context, email string) (store.User, error) {
+	return getRow(ctx, s, "get_user", scanUser, fmt.Sprintf("user %q", email), "SELECT "+userCols+" FROM users WHERE email = ?", email)
 }
 
 // UpdateUser implements store.Store.
@@ -283,4 +274,20 @@ func (s *Store) Usage(ctx context.Context, owner string) (_ store.Usage, err err
 		return store.Usage{}, fmt.Errorf("sqlstore: usage of %q: %w", owner, err)
 	}
 	return u, nil
+}
+
+// getRow runs op: the single row query selects, decoded by scan. A missing
+// row is store.ErrNotFound, and what names the record in errors.
+func getRow[T any](ctx context.Context, s *Store, op string, scan func(interface{ Scan(...any) error }) (T, error), what, query string, args ...any) (_ T, err error) {
+	var zero T
+	done, err := s.begin(op)
+	if err != nil {
+		return zero, err
+	}
+	defer done(&err)
+	v, err := scan(s.queryRow(ctx, s.q(query), args...))
+	if err != nil {
+		return zero, notFound(err, "%s", what)
+	}
+	return v, nil
 }
