@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -121,7 +122,7 @@ func (c *Cluster) Upsert(a Advert) {
 		c.apps[app] = append(c.apps[app], appRef{slot: slot, count: int32(n)})
 	}
 	at, _ := slices.BinarySearchFunc(c.order, p.base, func(s int32, b float64) int {
-		return cmpFloat(c.peers[s].base, b)
+		return cmp.Compare(c.peers[s].base, b)
 	})
 	c.order = slices.Insert(c.order, at, slot)
 	c.refreshOldest()
@@ -271,16 +272,6 @@ func countFor(refs []appRef, slot int32) int32 {
 		if r.slot == slot {
 			return r.count
 		}
-	}
-	return 0
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
 	}
 	return 0
 }

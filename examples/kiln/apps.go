@@ -29,11 +29,7 @@ func (k *cli) appCommands() []*cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List your apps",
 		Args:    noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			as, err := cl.Apps(cmd.Context())
 			if err != nil {
 				return err
@@ -231,11 +227,7 @@ func (k *cli) appCommands() []*cobra.Command {
 // withApp wraps a command whose first argument is an app name and that
 // needs a logged-in client.
 func (k *cli) withApp(f func(ctx context.Context, cl *client.Client, name string, rest []string) error) func(*cobra.Command, []string) error {
-	return k.action(func(cmd *cobra.Command, args []string) error {
-		cl, err := k.client(true)
-		if err != nil {
-			return err
-		}
+	return k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 		return f(cmd.Context(), cl, args[0], args[1:])
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kiln-paas/kiln/controller/client"
 )
 
 // config is what the CLI remembers between runs, in config.json under the
@@ -149,11 +151,7 @@ func (k *cli) configCommands() []*cobra.Command {
 		Use:   "info",
 		Short: "Show the target, the user, and the account's usage and limits",
 		Args:  noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(false)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(false, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			info, err := cl.Info(cmd.Context())
 			if err != nil {
 				return err

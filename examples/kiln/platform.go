@@ -170,11 +170,7 @@ func (k *cli) runtimesCommand() *cobra.Command {
 		Aliases: []string{"stacks"},
 		Short:   "List the runtimes (stacks) apps can run on",
 		Args:    noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(false)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(false, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			rts, err := cl.Runtimes(cmd.Context())
 			if err != nil {
 				return err
@@ -212,11 +208,7 @@ func (k *cli) buildpacksCommand() *cobra.Command {
 		Aliases: []string{"frameworks"},
 		Short:   "List the frameworks (buildpacks) apps can be staged with",
 		Args:    noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			info, err := cl.Info(cmd.Context())
 			if err != nil {
 				return err

@@ -157,6 +157,19 @@ func (k *cli) action(f func(*cobra.Command, []string) error) func(*cobra.Command
 	}
 }
 
+// withClient is action for commands that talk to the target: f gets a
+// client for it, holding the token when login is true (and the command
+// fails with errNotLoggedIn when there is none).
+func (k *cli) withClient(login bool, f func(*cobra.Command, *client.Client, []string) error) func(*cobra.Command, []string) error {
+	return k.action(func(cmd *cobra.Command, args []string) error {
+		cl, err := k.client(login)
+		if err != nil {
+			return err
+		}
+		return f(cmd, cl, args)
+	})
+}
+
 // noArgs, exactArgs, maxArgs and rangeArgs validate positional arguments.
 func noArgs(cmd *cobra.Command, args []string) error { return rangeArgs(0, 0)(cmd, args) }
 

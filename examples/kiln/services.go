@@ -26,11 +26,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "services",
 		Short: "List the service offerings and your provisioned services",
 		Args:  noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			offs, err := k.offerings(cmd.Context(), cl)
 			if err != nil {
 				return err
@@ -66,11 +62,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "create-service SERVICE [NAME]",
 		Short: "Provision an instance of a service offering (and optionally bind it)",
 		Args:  rangeArgs(1, 2),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			vendor := args[0]
 			if len(args) == 2 {
 				if name != "" && name != args[1] {
@@ -100,11 +92,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "delete-service NAME",
 		Short: "Deprovision a service instance",
 		Args:  exactArgs(1),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			if _, err := cl.Service(cmd.Context(), args[0]); err != nil {
 				return err
 			}
@@ -123,11 +111,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "bind-service SERVICE APP",
 		Short: "Bind a service instance to an app (restarts it if started)",
 		Args:  exactArgs(2),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			return k.bind(cmd.Context(), cl, args[0], args[1])
 		}),
 	}
@@ -135,11 +119,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "unbind-service SERVICE APP",
 		Short: "Unbind a service instance from an app",
 		Args:  exactArgs(2),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			ctx := cmd.Context()
 			a, err := cl.App(ctx, args[1])
 			if err != nil {
@@ -164,11 +144,7 @@ func (k *cli) serviceCommands() []*cobra.Command {
 		Use:   "register-broker NAME URL",
 		Short: "Register a service broker (admin)",
 		Args:  exactArgs(2),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			if err := cl.RegisterBroker(cmd.Context(), args[0], args[1], user, password); err != nil {
 				return err
 			}

@@ -19,11 +19,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Aliases: []string{"add-user"},
 		Short:   "Create a user (and log in as it if not logged in)",
 		Args:    maxArgs(1),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(false)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(false, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			email, password, err := k.credentials(args, email, password)
 			if err != nil {
 				return err
@@ -42,11 +38,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Use:   "login [EMAIL]",
 		Short: "Log in to the target and remember the token",
 		Args:  maxArgs(1),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(false)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(false, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			email, password, err := k.credentials(args, email, password)
 			if err != nil {
 				return err
@@ -88,11 +80,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Use:   "passwd",
 		Short: "Change the logged-in user's password",
 		Args:  noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			pw, err := k.ask(password, "New password", "--password", true)
 			if err != nil {
 				return err
@@ -110,11 +98,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Aliases: []string{"whoami"},
 		Short:   "Show the logged-in user",
 		Args:    noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			u, err := cl.User(cmd.Context(), k.user())
 			if err != nil {
 				return err
@@ -134,11 +118,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Use:   "users",
 		Short: "List users (admin)",
 		Args:  noArgs,
-		RunE: k.action(func(cmd *cobra.Command, _ []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, _ []string) error {
 			us, err := cl.Users(cmd.Context())
 			if err != nil {
 				return err
@@ -168,11 +148,7 @@ func (k *cli) userCommands() []*cobra.Command {
 		Use:   "delete-user EMAIL",
 		Short: "Delete a user with their apps and services (admin)",
 		Args:  exactArgs(1),
-		RunE: k.action(func(cmd *cobra.Command, args []string) error {
-			cl, err := k.client(true)
-			if err != nil {
-				return err
-			}
+		RunE: k.withClient(true, func(cmd *cobra.Command, cl *client.Client, args []string) error {
 			if err := k.confirm(force, "Delete user "+args[0]+" with all their apps and services?"); err != nil {
 				return err
 			}
