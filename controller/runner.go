@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/protocol"
@@ -239,8 +238,13 @@ func (c *Controller) stopAll(appID string) {
 	c.publish(protocol.DEAStop, protocol.Stop{Droplet: protocol.AppID(appID)})
 }
 
-// startIndices places and starts the given indices of a in parallel. It
-// returns ErrNoPlaceToRun if any could not be placed.
+// startIndices places and starts the given indices of a one after the
+// other. Placing them one at a time lets each winner's reservation weigh in
+// the next placement (a DEA already running an instance of the app answers
+// later), so the instances of one app spread over DEAs; concurrent discovers
+// would all see the same idle DEAs and could pile onto one. The best DEA
+// answers a discover at once, so this costs about a bus round trip per
+// instance. It returns ErrNoPlaceToRun if any index could not be placed.
 func (c *Controller) startIndices(ctx context.Context, a store.App, indices []int) error {
 	if len(indices) == 0 {
 		return nil
@@ -249,21 +253,12 @@ func (c *Controller) startIndices(ctx context.Context, a store.App, indices []in
 	if err != nil {
 		return err
 	}
-	var g errgroup.Group
-	g.SetLimit(16)
-	var mu sync.Mutex
 	var failed []int
 	for _, i := range indices {
-		g.Go(func() error {
-			if err := c.startOne(ctx, a, start, i, nil); err != nil {
-				mu.Lock()
-				failed = append(failed, i)
-				mu.Unlock()
-			}
-			return nil
-		})
+		if err := c.startOne(ctx, a, start, i, nil); err != nil {
+			failed = append(failed, i)
+		}
 	}
-	_ = g.Wait()
 	if len(failed) > 0 {
 		return ErrNoPlaceToRun.with(fmt.Sprintf("no DEA can run %s (indices %v)", a.Name, failed))
 	}
