@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/blobstore"
