@@ -88,61 +88,57 @@ func TestServeTLS(t *testing.T) {
 
 func TestKeepAliveAndBodilessResponses(t *testing.T) {
 	t.Parallel()
-	for _, mode := range modes {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(t, nil)
-			var conns atomic.Int64
-			s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				switch r.URL.Path {
-				case "/empty":
-					w.WriteHeader(http.StatusNoContent)
-				case "/notmod":
-					w.WriteHeader(http.StatusNotModified)
-				default:
-					w.Header().Set("Content-Length", "5")
-					io.WriteString(w, "hello")
-				}
-			}))
-			s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-				if st == http.StateNew {
-					conns.Add(1)
-				}
+	eachMode(t, nil, func(t *testing.T, h *harness, mode string) {
+		var conns atomic.Int64
+		s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/empty":
+				w.WriteHeader(http.StatusNoContent)
+			case "/notmod":
+				w.WriteHeader(http.StatusNotModified)
+			default:
+				w.Header().Set("Content-Length", "5")
+				io.WriteString(w, "hello")
 			}
-			s.Start()
-			t.Cleanup(s.Close)
-			h.register("app.example.com", s.Listener.Addr().String(), "a", "i", 0)
-			base := h.frontend(mode)
-			c := client()
-			for range 50 {
-				if resp, body := get(t, c, base, "app.example.com", "/", nil); resp.StatusCode != 200 || body != "hello" {
-					t.Fatalf("GET: %d %q", resp.StatusCode, body)
-				}
+		}))
+		s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
 			}
-			if n := conns.Load(); n > 2 {
-				t.Errorf("backend saw %d connections for 50 sequential requests: no keep-alive", n)
+		}
+		s.Start()
+		t.Cleanup(s.Close)
+		h.register("app.example.com", s.Listener.Addr().String(), "a", "i", 0)
+		base := h.frontend(mode)
+		c := client()
+		for range 50 {
+			if resp, body := get(t, c, base, "app.example.com", "/", nil); resp.StatusCode != 200 || body != "hello" {
+				t.Fatalf("GET: %d %q", resp.StatusCode, body)
 			}
-			for _, tt := range []struct {
-				method, path string
-				status       int
-				length       int64
-			}{
-				{"HEAD", "/", 200, 5},
-				{"GET", "/empty", 204, 0},
-				{"GET", "/notmod", 304, 0},
-			} {
-				req, _ := http.NewRequest(tt.method, base+tt.path, nil)
-				req.Host = "app.example.com"
-				resp, err := c.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != tt.status || len(b) != 0 || (tt.method == "HEAD" && resp.ContentLength != tt.length) {
-					t.Errorf("%s %s: %d, %d bytes, length %d", tt.method, tt.path, resp.StatusCode, len(b), resp.ContentLength)
-				}
+		}
+		if n := conns.Load(); n > 2 {
+			t.Errorf("backend saw %d connections for 50 sequential requests: no keep-alive", n)
+		}
+		for _, tt := range []struct {
+			method, path string
+			status       int
+			length       int64
+		}{
+			{"HEAD", "/", 200, 5},
+			{"GET", "/empty", 204, 0},
+			{"GET", "/notmod", 304, 0},
+		} {
+			req, _ := http.NewRequest(tt.method, base+tt.path, nil)
+			req.Host = "app.example.com"
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || len(b) != 0 || (tt.method == "HEAD" && resp.ContentLength != tt.length) {
+				t.Errorf("%s %s: %d, %d bytes, length %d", tt.method, tt.path, resp.StatusCode, len(b), resp.ContentLength)
+			}
+		}
+	})
 }

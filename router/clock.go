@@ -6,13 +6,17 @@ import "time"
 // so tests can move time by hand. The proxy path stamps requests with the
 // wall clock directly.
 type Clock interface {
+	// Now returns the current time.
 	Now() time.Time
+	// NewTicker returns a Ticker that ticks every d until stopped.
 	NewTicker(d time.Duration) Ticker
 }
 
 // Ticker delivers ticks on C until stopped.
 type Ticker interface {
+	// C returns the channel ticks are delivered on.
 	C() <-chan time.Time
+	// Stop ends the ticks; C is not closed.
 	Stop()
 }
 

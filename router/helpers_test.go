@@ -162,6 +162,18 @@ func (h *harness) register(uri, addr, app, instance string, index int) {
 // modes are the two serving paths every proxy test runs against.
 var modes = []string{"serve", "handler"}
 
+// eachMode runs f as a parallel subtest for every front end, each with a
+// fresh harness configured by mod.
+func eachMode(t *testing.T, mod func(*Config), f func(t *testing.T, h *harness, mode string)) {
+	t.Helper()
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f(t, newHarness(t, mod), mode)
+		})
+	}
+}
+
 // frontend starts the router's proxy in the given mode on 127.0.0.1 and
 // returns its base URL.
 func (h *harness) frontend(mode string) string {

@@ -9,6 +9,8 @@ package services
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 )
 
 // Broker provisions and binds service instances. Implementations must be
@@ -36,6 +38,35 @@ type Broker interface {
 // Catalog is a broker's offering.
 type Catalog struct {
 	Services []Service `json:"services"`
+}
+
+// Clone returns a copy of c that shares no slices with it, for a broker to
+// hand out its configured catalog without letting callers change it.
+func (c Catalog) Clone() Catalog {
+	out := Catalog{Services: make([]Service, len(c.Services))}
+	for i, s := range c.Services {
+		s.Tags = slices.Clone(s.Tags)
+		s.Plans = slices.Clone(s.Plans)
+		out.Services[i] = s
+	}
+	return out
+}
+
+// CheckPlan reports, wrapping ErrBadRequest, a service id c does not offer
+// or a plan id that service does not have; nil when both are offered.
+func (c Catalog) CheckPlan(serviceID, planID string) error {
+	for _, s := range c.Services {
+		if s.ID != serviceID {
+			continue
+		}
+		for _, p := range s.Plans {
+			if p.ID == planID {
+				return nil
+			}
+		}
+		return fmt.Errorf("service %s has no plan %q: %w", serviceID, planID, ErrBadRequest)
+	}
+	return fmt.Errorf("unknown service %q: %w", serviceID, ErrBadRequest)
 }
 
 // Service is one offered service. Name is the label apps see in

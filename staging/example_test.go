@@ -30,7 +30,10 @@ func Example() {
 	cfg := staging.DefaultConfig()
 	cfg.Path = os.Getenv("PATH") // where the host's python3 is
 	cfg.CacheDir = filepath.Join(root, "cache")
-	stager := staging.New(cfg, backend, nil)
+	stager, err := staging.NewStager(cfg, backend, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	// The package, as the controller stores it: a zip of the app's files.
 	var pkg bytes.Buffer

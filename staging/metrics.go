@@ -2,6 +2,7 @@ package staging
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +14,10 @@ type metrics struct {
 	duration prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the metrics and registers them with reg unless it is
+// nil; registering fails if reg already holds metrics of the same names
+// (another Stager's).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kiln", Subsystem: "staging", Name: "stagings_total",
@@ -27,10 +31,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12),
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.results, m.duration)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	if err := reg.Register(m.results); err != nil {
+		return nil, fmt.Errorf("staging: register metrics: %w", err)
+	}
+	if err := reg.Register(m.duration); err != nil {
+		reg.Unregister(m.results)
+		return nil, fmt.Errorf("staging: register metrics: %w", err)
+	}
+	return m, nil
 }
 
 func (m *metrics) observe(err error, d time.Duration) {

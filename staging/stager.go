@@ -249,12 +249,16 @@ type Stager struct {
 	staticBin string // cached static server binary, once built
 }
 
-// New returns a Stager that runs stagings in containers of backend. It
-// panics if cfg is invalid (see Config.Validate); a nil logger discards
-// logs. The Stager does not own backend.
-func New(cfg Config, backend warden.Backend, logger *slog.Logger) *Stager {
+// NewStager returns a Stager that runs stagings in containers of backend,
+// or an error if cfg is invalid (see Config.Validate), backend is nil, or
+// the metrics cannot be registered with cfg.Registerer. A nil logger
+// discards logs. The Stager does not own backend.
+func NewStager(cfg Config, backend warden.Backend, logger *slog.Logger) (*Stager, error) {
 	if err := cfg.Validate(); err != nil {
-		panic(err)
+		return nil, err
+	}
+	if backend == nil {
+		return nil, errors.New("staging: nil warden.Backend")
 	}
 	if cfg.Buildpacks == nil {
 		cfg.Buildpacks = Builtins()
@@ -262,13 +266,29 @@ func New(cfg Config, backend warden.Backend, logger *slog.Logger) *Stager {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Stager{
 		cfg:     cfg,
 		backend: backend,
 		log:     logger,
 		sem:     make(chan struct{}, cfg.MaxConcurrent),
-		metrics: newMetrics(cfg.Registerer),
+		metrics: m,
+	}, nil
+}
+
+// New is NewStager for configurations known to be valid, as a program's
+// own assembly of its parts is: it panics, with a message that starts
+// "staging.New: " and gives NewStager's error, where NewStager would
+// fail. Use NewStager for a Config built from outside input.
+func New(cfg Config, backend warden.Backend, logger *slog.Logger) *Stager {
+	s, err := NewStager(cfg, backend, logger)
+	if err != nil {
+		panic("staging.New: " + err.Error())
 	}
+	return s
 }
 
 // Stage stages req and returns what it produced. It blocks until the

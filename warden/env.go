@@ -1,6 +1,9 @@
 package warden
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // MergeEnv returns the "KEY=value" entries of base overridden and extended
 // by those of over, in first-seen key order; a later entry wins over an
@@ -35,4 +38,16 @@ func LookupEnv(env []string, key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// ValidateEnv reports, wrapping ErrInvalidSpec, the first entry of env that
+// is not "KEY=value" with a non-empty KEY. Backends check
+// ContainerSpec.Env with it so that all refuse the same entries.
+func ValidateEnv(env []string) error {
+	for _, kv := range env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("env entry %q is not KEY=value: %w", kv, ErrInvalidSpec)
+		}
+	}
+	return nil
 }

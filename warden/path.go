@@ -2,8 +2,10 @@ package warden
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 )
@@ -153,6 +155,40 @@ func splitPath(p string) []string {
 		return nil
 	}
 	return strings.Split(p, "/")
+}
+
+// WalkTar reads the tar stream r for extraction into container directory
+// dst (clean, from CleanPath). For every entry it checks the name
+// (CleanEntryName) and the header (CheckTarHeader), then calls extract with
+// the header, the entry's clean container path and the entry's content. It
+// returns nil at the end of the stream, or the first error: a bad entry, a
+// read error, an error from extract, or ctx's error once ctx ends (checked
+// between entries). Backends share it so that every one refuses the same
+// entries.
+func WalkTar(ctx context.Context, r io.Reader, dst string, extract func(h *tar.Header, name string, content io.Reader) error) error {
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		name, err := CleanEntryName(dst, h.Name)
+		if err != nil {
+			return err
+		}
+		if err := CheckTarHeader(h); err != nil {
+			return err
+		}
+		if err := extract(h, name, tr); err != nil {
+			return err
+		}
+	}
 }
 
 // CheckTarHeader rejects, with errors.ErrUnsupported, archive entries whose

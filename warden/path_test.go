@@ -169,6 +169,25 @@ func TestMergeEnv(t *testing.T) {
 	}
 }
 
+func TestValidateEnv(t *testing.T) {
+	tests := []struct {
+		env []string
+		ok  bool
+	}{
+		{nil, true},
+		{[]string{"A=1", "B=", "C=x=y"}, true},
+		{[]string{"A=1", "NOVALUE"}, false},
+		{[]string{"=1"}, false},
+		{[]string{""}, false},
+	}
+	for _, tc := range tests {
+		err := warden.ValidateEnv(tc.env)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, warden.ErrInvalidSpec)) {
+			t.Errorf("ValidateEnv(%q) = %v; want ok=%v or ErrInvalidSpec", tc.env, err, tc.ok)
+		}
+	}
+}
+
 func TestSignal(t *testing.T) {
 	if s := warden.SignalTerminate.String(); s != "SIGTERM" {
 		t.Errorf("String = %q", s)

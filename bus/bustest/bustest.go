@@ -456,6 +456,19 @@ func echo(t *testing.T, b bus.Bus, subject, prefix string) {
 	})
 }
 
+// wantReply makes a request of b and checks the reply; what names the
+// request in failures.
+func wantReply(t *testing.T, b bus.Bus, subject, data, want, what string) {
+	t.Helper()
+	m, err := b.Request(ctxT(t), subject, []byte(data))
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if string(m.Data) != want {
+		t.Errorf("%s: reply %q, want %q", what, m.Data, want)
+	}
+}
+
 func testRequestReply(t *testing.T, connect Connect) {
 	a, b := connect(t)
 	echo(t, b, "svc.echo", "echo:")
@@ -466,24 +479,12 @@ func testRequestReply(t *testing.T, connect Connect) {
 		{"svc.wild.x", "there", "wild:there"},
 		{"svc.echo", "again", "echo:again"},
 	} {
-		m, err := a.Request(ctxT(t), tc.subject, []byte(tc.data))
-		if err != nil {
-			t.Fatalf("request %d to %s: %v", i, tc.subject, err)
-		}
-		if string(m.Data) != tc.want {
-			t.Errorf("request %d to %s: reply %q, want %q", i, tc.subject, m.Data, tc.want)
-		}
+		wantReply(t, a, tc.subject, tc.data, tc.want, fmt.Sprintf("request %d to %s", i, tc.subject))
 	}
 	// A responder on the requesting connection works too.
 	echo(t, a, "svc.local", "local:")
 	flush(t, a)
-	m, err := a.Request(ctxT(t), "svc.local", []byte("x"))
-	if err != nil {
-		t.Fatalf("request to a local responder: %v", err)
-	}
-	if string(m.Data) != "local:x" {
-		t.Errorf("local reply %q, want %q", m.Data, "local:x")
-	}
+	wantReply(t, a, "svc.local", "x", "local:x", "request to a local responder")
 }
 
 func testFirstReplyWins(t *testing.T, connect Connect) {
@@ -508,26 +509,14 @@ func testFirstReplyWins(t *testing.T, connect Connect) {
 		slowReplied.Done()
 	})
 	flush(t, b)
-	m, err := a.Request(ctxT(t), "race", []byte("go"))
-	if err != nil {
-		t.Fatalf("Request: %v", err)
-	}
-	if string(m.Data) != "fast" {
-		t.Errorf("reply %q, want the first reply %q", m.Data, "fast")
-	}
+	wantReply(t, a, "race", "go", "fast", "request answered twice")
 	// The late reply to the finished request must not surface anywhere,
 	// in particular not as the answer to a later request.
 	close(release)
 	slowReplied.Wait()
 	echo(t, b, "after", "after:")
 	flush(t, b)
-	m, err = a.Request(ctxT(t), "after", []byte("1"))
-	if err != nil {
-		t.Fatalf("second Request: %v", err)
-	}
-	if string(m.Data) != "after:1" {
-		t.Errorf("second request got %q, want %q", m.Data, "after:1")
-	}
+	wantReply(t, a, "after", "1", "after:1", "second request")
 }
 
 func testRequestTimeout(t *testing.T, connect Connect) {
@@ -535,7 +524,10 @@ func testRequestTimeout(t *testing.T, connect Connect) {
 	var rec recorder
 	subscribe(t, b, "silent", rec.handle) // a responder that never answers
 	flush(t, b)
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	// Long enough that a loaded machine still sends the request before the
+	// deadline (the subscriber must see it), short enough not to slow the
+	// suite.
+	ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	m, err := a.Request(ctx, "silent", []byte("anyone?"))

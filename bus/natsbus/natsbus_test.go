@@ -513,12 +513,35 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// validateCase is a change to a default configuration and whether the
+// result must pass Validate.
+type validateCase[C any] struct {
+	name   string
+	modify func(*C)
+	ok     bool
+}
+
+// checkValidate runs the cases against configurations from def; a failing
+// one must wrap ErrInvalidConfig.
+func checkValidate[C interface{ Validate() error }](t *testing.T, def func() C, tests []validateCase[C]) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := def()
+			tc.modify(&cfg)
+			err := cfg.Validate()
+			if tc.ok && err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		modify func(*Config)
-		ok     bool
-	}{
+	tests := []validateCase[Config]{
 		{"default", func(*Config) {}, true},
 		{"several urls", func(c *Config) { c.URLs = []string{"nats://a:4222", "b:4222", "tls://c:4443"} }, true},
 		{"no urls", func(c *Config) { c.URLs = nil }, false},
@@ -543,19 +566,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero flush timeout", func(c *Config) { c.FlushTimeout = 0 }, false},
 		{"zero drain timeout", func(c *Config) { c.DrainTimeout = 0 }, false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			tc.modify(&cfg)
-			err := cfg.Validate()
-			if tc.ok && err != nil {
-				t.Errorf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
-			}
-		})
-	}
+	checkValidate(t, DefaultConfig, tests)
 	if _, err := Connect(t.Context(), Config{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("Connect(zero Config) = %v, want ErrInvalidConfig", err)
 	}

@@ -11,11 +11,7 @@ import (
 )
 
 func TestServerConfigValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		modify func(*ServerConfig)
-		ok     bool
-	}{
+	tests := []validateCase[ServerConfig]{
 		{"default", func(*ServerConfig) {}, true},
 		{"fixed port", func(c *ServerConfig) { c.Port = 4222 }, true},
 		{"empty host", func(c *ServerConfig) { c.Host = "" }, false},
@@ -30,19 +26,7 @@ func TestServerConfigValidate(t *testing.T) {
 		{"jetstream without dir", func(c *ServerConfig) { c.JetStream = true }, false},
 		{"zero ready timeout", func(c *ServerConfig) { c.ReadyTimeout = 0 }, false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultServerConfig()
-			tc.modify(&cfg)
-			err := cfg.Validate()
-			if tc.ok && err != nil {
-				t.Errorf("Validate: %v", err)
-			}
-			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
-				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
-			}
-		})
-	}
+	checkValidate(t, DefaultServerConfig, tests)
 	if _, err := RunServer(ServerConfig{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("RunServer(zero config) = %v, want ErrInvalidConfig", err)
 	}

@@ -14,6 +14,8 @@ var ErrInvalid = errors.New("protocol: invalid message")
 
 // Message is implemented by every message type of this package.
 type Message interface {
+	// Validate reports, wrapping ErrInvalid, why the message cannot be
+	// acted on (a required field missing or out of range), or nil.
 	Validate() error
 }
 
@@ -25,7 +27,7 @@ func Decode[T any, PT interface {
 }](data []byte) (T, error) {
 	var v T
 	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("%w: %T: %v", ErrInvalid, v, err)
+		return v, fmt.Errorf("%w: %T: %w", ErrInvalid, v, err)
 	}
 	if err := PT(&v).Validate(); err != nil {
 		return v, err

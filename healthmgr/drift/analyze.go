@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -267,7 +268,7 @@ func (a *analyzer) flushStops(appID string, updated time.Time, n int) {
 		if x.index != y.index {
 			return x.index - y.index
 		}
-		return cmpString(x.id, y.id)
+		return cmp.Compare(x.id, y.id)
 	})
 	for i := 0; i < len(a.stops); {
 		j := i
@@ -309,7 +310,7 @@ func stopText(r Reason, count, desired int) string {
 // orphans stops the live instances of apps the desired state does not know.
 func (a *analyzer) orphans(ins []rec) {
 	slices.SortFunc(ins, func(x, y rec) int {
-		return cmpString(a.actual[x.pos].App, a.actual[y.pos].App)
+		return cmp.Compare(a.actual[x.pos].App, a.actual[y.pos].App)
 	})
 	for i := 0; i < len(ins); {
 		app := a.actual[ins[i].pos].App

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -264,17 +265,7 @@ func (h *History) Status(p Policy, app, version string, now time.Time) Status {
 		if a.Index != b.Index {
 			return a.Index - b.Index
 		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	return s
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -197,29 +197,15 @@ func (b *Broker) Catalog(ctx context.Context) (services.Catalog, error) {
 	if err := b.record(Call{Op: OpCatalog}); err != nil {
 		return services.Catalog{}, err
 	}
-	out := services.Catalog{Services: make([]services.Service, len(b.cfg.Catalog.Services))}
-	for i, s := range b.cfg.Catalog.Services {
-		s.Tags = slices.Clone(s.Tags)
-		s.Plans = slices.Clone(s.Plans)
-		out.Services[i] = s
-	}
-	return out, nil
+	return b.cfg.Catalog.Clone(), nil
 }
 
 // checkPlan validates a service and plan id pair against the catalog.
 func (b *Broker) checkPlan(serviceID, planID string) error {
-	for _, s := range b.cfg.Catalog.Services {
-		if s.ID != serviceID {
-			continue
-		}
-		for _, p := range s.Plans {
-			if p.ID == planID {
-				return nil
-			}
-		}
-		return fmt.Errorf("membroker: service %s has no plan %q: %w", serviceID, planID, services.ErrBadRequest)
+	if err := b.cfg.Catalog.CheckPlan(serviceID, planID); err != nil {
+		return fmt.Errorf("membroker: %w", err)
 	}
-	return fmt.Errorf("membroker: unknown service %q: %w", serviceID, services.ErrBadRequest)
+	return nil
 }
 
 func (b *Broker) bindable(serviceID string) bool {

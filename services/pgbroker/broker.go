@@ -149,29 +149,15 @@ func (b *Broker) done(op string, attrs []any, err error) {
 
 // Catalog returns the configured catalog.
 func (b *Broker) Catalog(ctx context.Context) (services.Catalog, error) {
-	out := services.Catalog{Services: make([]services.Service, len(b.cfg.Catalog.Services))}
-	for i, s := range b.cfg.Catalog.Services {
-		s.Tags = slices.Clone(s.Tags)
-		s.Plans = slices.Clone(s.Plans)
-		out.Services[i] = s
-	}
-	return out, nil
+	return b.cfg.Catalog.Clone(), nil
 }
 
 // checkPlan validates service and plan ids against the catalog.
 func (b *Broker) checkPlan(serviceID, planID string) error {
-	for _, s := range b.cfg.Catalog.Services {
-		if s.ID != serviceID {
-			continue
-		}
-		for _, p := range s.Plans {
-			if p.ID == planID {
-				return nil
-			}
-		}
-		return fmt.Errorf("pgbroker: service %s has no plan %q: %w", serviceID, planID, services.ErrBadRequest)
+	if err := b.cfg.Catalog.CheckPlan(serviceID, planID); err != nil {
+		return fmt.Errorf("pgbroker: %w", err)
 	}
-	return fmt.Errorf("pgbroker: unknown service %q: %w", serviceID, services.ErrBadRequest)
+	return nil
 }
 
 // checkID rejects ids that cannot be recorded in a comment.

@@ -52,8 +52,6 @@ func newContainer(b *Backend, handle string, spec warden.ContainerSpec) *contain
 	}
 }
 
-func cutEnv(kv string) (string, string, bool) { return strings.Cut(kv, "=") }
-
 // Handle implements warden.Container.
 func (c *container) Handle() string { return c.handle }
 

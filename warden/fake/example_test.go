@@ -28,7 +28,9 @@ func Example() {
 	_, _ = c.Run(ctx, warden.ProcessSpec{Path: "/home/vcap/app/start"}, warden.ProcessIO{})
 
 	url := "http://127.0.0.1:" + strconv.Itoa(int(port.HostPort)) + "/hello"
-	for range 100 { // the fake binds asynchronously, like a real app
+	// The fake binds asynchronously, like a real app: poll, with a
+	// deadline generous enough for a loaded machine.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		resp, err := http.Get(url)
 		if err != nil {
 			time.Sleep(10 * time.Millisecond)

@@ -400,10 +400,8 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	if err := warden.ValidateHandle(handle); err != nil {
 		return nil, fmt.Errorf("fake: create: %w", err)
 	}
-	for _, kv := range spec.Env {
-		if k, _, ok := cutEnv(kv); !ok || k == "" {
-			return nil, fmt.Errorf("fake: create %s: env entry %q is not KEY=value: %w", handle, kv, warden.ErrInvalidSpec)
-		}
+	if err := warden.ValidateEnv(spec.Env); err != nil {
+		return nil, fmt.Errorf("fake: create %s: %w", handle, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

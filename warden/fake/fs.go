@@ -195,32 +195,12 @@ func (m *memFS) extract(ctx context.Context, dst string, r io.Reader, limit uint
 	if err := m.mkdirAll(rdst, 0o755); err != nil {
 		return err
 	}
-	tr := tar.NewReader(r)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
-		}
-		name, err := warden.CleanEntryName(rdst, h.Name)
-		if err != nil {
-			return err
-		}
-		if err := warden.CheckTarHeader(h); err != nil {
-			return err
-		}
-		if err := m.extractEntry(tr, h, name, limit); err != nil {
-			return err
-		}
-	}
+	return warden.WalkTar(ctx, r, rdst, func(h *tar.Header, name string, content io.Reader) error {
+		return m.extractEntry(content, h, name, limit)
+	})
 }
 
-func (m *memFS) extractEntry(tr *tar.Reader, h *tar.Header, name string, limit uint64) error {
+func (m *memFS) extractEntry(content io.Reader, h *tar.Header, name string, limit uint64) error {
 	switch h.Typeflag {
 	case tar.TypeDir:
 		r, err := warden.ResolvePath(name, true, m.readlink)
@@ -232,7 +212,7 @@ func (m *memFS) extractEntry(tr *tar.Reader, h *tar.Header, name string, limit u
 		if limit > 0 && h.Size > 0 && m.size+uint64(h.Size) > limit {
 			return fmt.Errorf("entry %q (%d bytes) exceeds disk limit %d: %w", h.Name, h.Size, limit, warden.ErrLimitExceeded)
 		}
-		data, err := io.ReadAll(tr)
+		data, err := io.ReadAll(content)
 		if err != nil {
 			return fmt.Errorf("read tar entry %q: %w", h.Name, err)
 		}

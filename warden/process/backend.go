@@ -338,10 +338,8 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	if err := warden.ValidateHandle(handle); err != nil {
 		return nil, fmt.Errorf("process: create: %w", err)
 	}
-	for _, kv := range spec.Env {
-		if k, _, ok := cut(kv); !ok || k == "" {
-			return nil, fmt.Errorf("process: create %s: env entry %q is not KEY=value: %w", handle, kv, warden.ErrInvalidSpec)
-		}
+	if err := warden.ValidateEnv(spec.Env); err != nil {
+		return nil, fmt.Errorf("process: create %s: %w", handle, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -383,15 +381,6 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	b.metrics.containers.Set(float64(len(b.containers)))
 	b.log.Info("container-created", "handle", handle)
 	return c, nil
-}
-
-func cut(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 // Lookup implements warden.Backend.

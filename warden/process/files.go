@@ -90,29 +90,12 @@ func extract(ctx context.Context, rootfs, dst string, in io.Reader, limit uint64
 			return err
 		}
 	}
-	tr := tar.NewReader(in)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read tar: %w", err)
-		}
-		name, err := warden.CleanEntryName(rdst, h.Name)
-		if err != nil {
-			return err
-		}
-		if err := warden.CheckTarHeader(h); err != nil {
-			return err
-		}
-		if err := x.entry(tr, h, name); err != nil {
+	return warden.WalkTar(ctx, in, rdst, func(h *tar.Header, name string, content io.Reader) error {
+		if err := x.entry(content, h, name); err != nil {
 			return fmt.Errorf("tar entry %q: %w", h.Name, err)
 		}
-	}
+		return nil
+	})
 }
 
 // extractor writes tar entries below an os.Root, tracking disk use.
@@ -122,7 +105,7 @@ type extractor struct {
 	used  uint64
 }
 
-func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
+func (x *extractor) entry(content io.Reader, h *tar.Header, name string) error {
 	switch h.Typeflag {
 	case tar.TypeDir:
 		p, err := warden.ResolvePath(name, true, readlinker(x.r))
@@ -131,7 +114,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
 		}
 		return mkdirAll(x.r, p, h.FileInfo().Mode())
 	case tar.TypeReg:
-		return x.file(tr, h, name)
+		return x.file(content, h, name)
 	case tar.TypeSymlink:
 		return x.symlink(name, h.Linkname)
 	default:
@@ -139,7 +122,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, name string) error {
 	}
 }
 
-func (x *extractor) file(tr *tar.Reader, h *tar.Header, name string) error {
+func (x *extractor) file(content io.Reader, h *tar.Header, name string) error {
 	p, err := warden.ResolvePath(name, true, readlinker(x.r))
 	if err != nil {
 		return err
@@ -164,7 +147,7 @@ func (x *extractor) file(tr *tar.Reader, h *tar.Header, name string) error {
 	if err != nil {
 		return fsError(err)
 	}
-	_, err = io.Copy(f, tr)
+	_, err = io.Copy(f, content)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

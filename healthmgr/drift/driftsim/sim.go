@@ -10,6 +10,7 @@
 package driftsim
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -165,7 +166,7 @@ func (w *World) Actual() []drift.Instance {
 	for _, in := range w.view {
 		out = append(out, in)
 	}
-	slices.SortFunc(out, func(a, b drift.Instance) int { return cmpString(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b drift.Instance) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -413,14 +414,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
