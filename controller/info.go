@@ -18,6 +18,11 @@ func (c *Controller) getInfo(k *call) error {
 		"description": c.cfg.Description,
 		"allow_debug": false,
 	}
+	if c.cfg.Domain != "" {
+		// A kiln extension old clients ignore: clients derive an app's
+		// default route, <name>.<app_domain>, from it.
+		out["app_domain"] = c.cfg.Domain
+	}
 	if k.user != nil {
 		ctx := k.r.Context()
 		q, err := c.quota(ctx, *k.user)

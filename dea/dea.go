@@ -10,9 +10,14 @@
 // signed URLs to its file server, and survives its own restart by
 // reattaching to the instances still running in the backend.
 //
-// A DEA depends only on interfaces: a bus.Bus, a warden.Backend and a
-// Fetcher, so an embedder runs one inside their own daemon and a test runs
-// twenty in one process on bus/membus and warden/fake:
+// Placement weighs the host's CPU utilisation too: a CPUSampler (by default
+// ProcStatCPU, reading /proc/stat) is sampled at the advertise interval, and
+// the value scores the DEA's own discover replies and travels to its peers
+// as the advert's cpu_load.
+//
+// A DEA depends only on interfaces: a bus.Bus, a warden.Backend, a Fetcher
+// and a CPUSampler, so an embedder runs one inside their own daemon and a
+// test runs twenty in one process on bus/membus and warden/fake:
 //
 //	d, err := dea.New(cfg, dea.Deps{Bus: b, Backend: backend})
 //	go d.Run(ctx)
@@ -73,6 +78,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
+	// CPU samples the host's CPU utilisation for placement and adverts;
+	// nil means a ProcStatCPU reading /proc/stat.
+	CPU CPUSampler
 }
 
 // DEA is a droplet execution agent. Create it with New and run it with Run.
@@ -83,6 +91,7 @@ type DEA struct {
 	backend  warden.Backend
 	log      *slog.Logger
 	clock    Clock
+	cpuSrc   CPUSampler
 	gatherer prometheus.Gatherer
 	metrics  *metrics
 	cache    *dropletCache
@@ -103,6 +112,7 @@ type DEA struct {
 	ledger        *placement.Ledger
 	peers         *placement.Cluster
 	diskUsed      float64
+	cpu           float64 // last clamped CPUSampler value
 	draining      bool
 	started       bool
 	closing       bool
@@ -127,6 +137,7 @@ func New(cfg Config, deps Deps) (*DEA, error) {
 		backend:       deps.Backend,
 		log:           deps.Logger,
 		clock:         deps.Clock,
+		cpuSrc:        deps.CPU,
 		snapPath:      filepath.Join(cfg.BaseDir, "db", "instances.json"),
 		advertiseNow:  make(chan struct{}, 1),
 		intervalSet:   make(chan time.Duration, 1),
@@ -141,6 +152,9 @@ func New(cfg Config, deps Deps) (*DEA, error) {
 	}
 	if d.clock == nil {
 		d.clock = realClock{}
+	}
+	if d.cpuSrc == nil {
+		d.cpuSrc = &ProcStatCPU{}
 	}
 	fetcher := deps.Fetcher
 	if fetcher == nil {
@@ -244,6 +258,7 @@ func (d *DEA) Run(ctx context.Context) error {
 	d.mu.Unlock()
 
 	d.refreshDisk()
+	d.sampleCPU()
 	d.recoverInstances(ctx)
 	subs, err := d.subscribe()
 	if err != nil {
@@ -305,6 +320,7 @@ func (d *DEA) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-adv.C:
+			d.sampleCPU()
 			d.advertise()
 			last = time.Now()
 		case <-d.advertiseNow:
@@ -361,6 +377,16 @@ func (d *DEA) refreshDisk() {
 	d.mu.Unlock()
 }
 
+// sampleCPU takes the host's CPU utilisation from the sampler. It runs at
+// the advertise interval only, so the sampler's deltas span a steady
+// period, and adverts on change carry the latest periodic value.
+func (d *DEA) sampleCPU() {
+	v := clampCPU(d.cpuSrc.CPU())
+	d.mu.Lock()
+	d.cpu = v
+	d.mu.Unlock()
+}
+
 // changed notes that the DEA's instances changed: advertise soon and
 // persist the instance table.
 func (d *DEA) changed() {
@@ -405,6 +431,7 @@ func (d *DEA) capacity() placement.Capacity {
 func (d *DEA) loadLocked() placement.Load {
 	l := d.ledger.Load()
 	l.DiskUsed = d.diskUsed
+	l.CPU = d.cpu
 	l.Draining = d.draining
 	return l
 }

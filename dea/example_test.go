@@ -84,3 +84,28 @@ func Example() {
 	// route: blog.example.com index 0 on 127.0.0.1
 	// run: <nil>
 }
+
+// A ProcStatCPU samples the aggregate cpu line of /proc/stat (here a file
+// written by the example) at each call and smooths the busy share of the
+// time in between. A DEA calls it once per advertise interval; pass it, or
+// any CPUSampler, in Deps.CPU.
+func ExampleProcStatCPU() {
+	dir, _ := os.MkdirTemp("", "stat")
+	defer os.RemoveAll(dir)
+	stat := dir + "/stat"
+	p := &dea.ProcStatCPU{Path: stat, Smoothing: 0.5}
+	// Cumulative ticks: user nice system idle iowait irq softirq steal.
+	for _, line := range []string{
+		"cpu  100 0 100 700 100 0 0 0", // since boot: 20 % busy
+		"cpu  200 0 200 700 100 0 0 0", // then 200 busy ticks of 200
+		"cpu  200 0 200 900 100 0 0 0", // then 200 idle ticks of 200
+	} {
+		_ = os.WriteFile(stat, []byte(line+"\n"), 0o644)
+		v, err := p.Sample()
+		fmt.Printf("%.2f %v\n", v, err)
+	}
+	// Output:
+	// 0.20 <nil>
+	// 0.60 <nil>
+	// 0.30 <nil>
+}

@@ -439,7 +439,7 @@ func (d *DEA) advertise() {
 		Stacks: d.cfg.Stacks, MaxMemory: d.cfg.MemoryMB, ReservedMemory: l.MemoryMB,
 		MaxDisk: d.cfg.DiskMB, ReservedDisk: l.DiskMB, Instances: l.Instances,
 		MaxInstances: d.cfg.MaxInstances, AppCounts: make(map[string]int, len(l.Apps)),
-		Draining: d.draining,
+		CPULoad: d.cpu, Draining: d.draining,
 	}
 	for k, v := range l.Apps {
 		a.AppCounts[k] = v

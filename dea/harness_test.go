@@ -201,10 +201,16 @@ func (n *node) stop(t testing.TB) {
 	}
 }
 
-// runDEA starts a DEA and waits until it listens on the bus.
+// runDEA starts a DEA and waits until it listens on the bus. Without a
+// CPU sampler in deps the DEA reports an idle host.
 func runDEA(t testing.TB, b bus.Bus, cfg dea.Config, deps dea.Deps) *node {
 	t.Helper()
 	deps.Bus = b
+	if deps.CPU == nil {
+		// The host's real load would differ between DEAs by sampling
+		// noise and blur placement order in tests.
+		deps.CPU = dea.FixedCPU(0)
+	}
 	d, err := dea.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)

@@ -66,6 +66,9 @@ func newMetrics(reg prometheus.Registerer, d *DEA) (*metrics, error) {
 			Name: "kiln_dea_reserved_memory_mb", Help: "Memory reserved by instances and discover holds.",
 		}, func() float64 { l := d.load(); return float64(l.MemoryMB + l.HeldMemoryMB) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "kiln_dea_cpu_load", Help: "Host CPU utilisation (0 to 1) used in placement and adverts.",
+		}, func() float64 { return d.load().CPU }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kiln_dea_instances", Help: "Instances tracked, in every state.",
 		}, func() float64 { return float64(d.instanceCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

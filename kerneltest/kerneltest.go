@@ -8,7 +8,7 @@
 //	status, body, err := k.Get(k.AppHost("hello"), "/")
 //
 // The kernel runs on bus/membus, controller/store/memstore and the in-memory
-// blobstore. Apps are staged for real, by the built-in buildpacks in
+// blobstore; it has no service brokers unless WithBroker builds some in. Apps are staged for real, by the built-in buildpacks in
 // warden/process containers (so the host's go, node and python3 are used);
 // the DEA runs instances in warden/fake by default, whose processes answer
 // HTTP without running the droplet, or in warden/process with WithProcesses,
@@ -50,6 +50,7 @@ import (
 	"github.com/kiln-paas/kiln/dea"
 	"github.com/kiln-paas/kiln/healthmgr"
 	"github.com/kiln-paas/kiln/router"
+	"github.com/kiln-paas/kiln/services"
 	"github.com/kiln-paas/kiln/staging"
 	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/fake"
@@ -88,6 +89,7 @@ type options struct {
 	workDir    string
 	stagingDir string
 	tune       []func(*Configs)
+	brokers    map[string]services.Broker
 }
 
 // Configs are the role configurations a kernel is built with, after
@@ -143,6 +145,20 @@ func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir 
 // (the static file server); the default is shared by every kernel of the
 // host, so the tool is built once.
 func WithStagingCache(dir string) Option { return func(o *options) { o.stagingDir = dir } }
+
+// WithBroker builds the service broker b into the controller under name
+// (controller.Deps.Builtin), so that its catalog's services can be
+// provisioned and bound through Kernel.Client (CreateService, BindService,
+// ...). It may be given more than once with different names; a repeated
+// name replaces the earlier broker. The kernel does not close b.
+func WithBroker(name string, b services.Broker) Option {
+	return func(o *options) {
+		if o.brokers == nil {
+			o.brokers = map[string]services.Broker{}
+		}
+		o.brokers[name] = b
+	}
+}
 
 // WithConfig lets f change the role configurations before the kernel is
 // built (for example to slow a timer down or give the DEA less memory).
@@ -298,7 +314,7 @@ func (k *Kernel) build(ctx, gctx context.Context, o options) error {
 		}
 	}
 	cc, err := controller.New(cfgs.Controller, controller.Deps{Bus: k.Bus, Store: st, Blobs: blobs, Stager: stager,
-		Logger: o.logger.With("role", "controller")})
+		Builtin: o.brokers, Logger: o.logger.With("role", "controller")})
 	if err != nil {
 		ccLn.Close()
 		rtLn.Close()

@@ -193,8 +193,11 @@ type Info struct {
 	Version     string `json:"version"`
 	Description string `json:"description"`
 	AllowDebug  bool   `json:"allow_debug"`
-	User        string `json:"user,omitempty"`
-	Limits      *struct {
+	// AppDomain is the domain apps get default routes under (a kiln
+	// extension; empty from controllers that do not say).
+	AppDomain string `json:"app_domain,omitempty"`
+	User      string `json:"user,omitempty"`
+	Limits    *struct {
 		Memory   int `json:"memory"`
 		AppURIs  int `json:"app_uris"`
 		Services int `json:"services"`

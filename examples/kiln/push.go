@@ -245,9 +245,15 @@ func applyFlags(a *manifest.App, f pushFlags, cmd *cobra.Command) error {
 	return nil
 }
 
-// defaultRoute is NAME.DOMAIN when the target is api.DOMAIN, as the
+// defaultRoute is NAME.APPDOMAIN when the controller announces its app
+// domain in /info, else NAME.DOMAIN when the target is api.DOMAIN, as the
 // original CLI suggested; "" otherwise.
-func (k *cli) defaultRoute(name string) string {
+func (k *cli) defaultRoute(ctx context.Context, cl *client.Client, name string) string {
+	if cl != nil {
+		if info, err := cl.Info(ctx); err == nil && info.AppDomain != "" {
+			return name + "." + info.AppDomain
+		}
+	}
 	u, err := url.Parse(k.currentTarget())
 	if err != nil {
 		return ""
@@ -283,7 +289,7 @@ func (k *cli) pushApp(ctx context.Context, cl *client.Client, p manifest.App, no
 func (k *cli) createApp(ctx context.Context, cl *client.Client, p manifest.App) (client.App, error) {
 	routes := p.Routes
 	if routes == nil && !p.NoRoute {
-		if r := k.defaultRoute(p.Name); r != "" {
+		if r := k.defaultRoute(ctx, cl, p.Name); r != "" {
 			routes = []string{r}
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -145,7 +146,7 @@ func TestNormalizeTargetAndDefaultRoute(t *testing.T) {
 	}
 	for target, want := range map[string]string{"api.vcap.me": "web.vcap.me", "http://127.0.0.1:8080": "", "api.local": "", "https://api.x.io:8443": "web.x.io"} {
 		k := &cli{env: func(string) string { return "" }, target: target}
-		if got := k.defaultRoute("web"); got != want {
+		if got := k.defaultRoute(context.Background(), nil, "web"); got != want {
 			t.Errorf("defaultRoute with target %q = %q, want %q", target, got, want)
 		}
 	}
