@@ -488,23 +488,38 @@ func (b *Backend) Capacity(ctx context.Context) (warden.Capacity, error) {
 	return b.cfg.Capacity, ctx.Err()
 }
 
-// reservePort records hostPort (0: a free one) as mapped to handle.
+// reservePort records hostPort (0: a free one) as mapped to handle. A port
+// the kernel offers but this fake still holds for another container (a
+// stopped one keeps its mapping until destroyed) is skipped, so asking for
+// any free port never fails with ErrExists.
 func (b *Backend) reservePort(handle string, hostPort uint32) (uint32, error) {
-	if hostPort == 0 {
-		p, err := freePort(b.cfg.HostIP)
-		if err != nil {
-			return 0, err
+	pick := hostPort == 0
+	for attempt := 0; ; attempt++ {
+		if pick {
+			p, err := freePort(b.cfg.HostIP)
+			if err != nil {
+				return 0, err
+			}
+			hostPort = p
 		}
-		hostPort = p
+		b.mu.Lock()
+		h, taken := b.ports[hostPort]
+		if !taken {
+			b.ports[hostPort] = handle
+			b.mu.Unlock()
+			return hostPort, nil
+		}
+		b.mu.Unlock()
+		if !pick || attempt == maxPortAttempts {
+			return 0, fmt.Errorf("fake: host port %d mapped by %s: %w", hostPort, h, warden.ErrExists)
+		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if h, ok := b.ports[hostPort]; ok {
-		return 0, fmt.Errorf("fake: host port %d mapped by %s: %w", hostPort, h, warden.ErrExists)
-	}
-	b.ports[hostPort] = handle
-	return hostPort, nil
 }
+
+// maxPortAttempts bounds the search for a free port the fake does not hold
+// already; the kernel hands out ports round-robin, so one retry nearly
+// always suffices.
+const maxPortAttempts = 16
 
 // freePort asks the kernel for a free TCP port on ip. The port is released
 // at once so the fake process can bind it later: another program could
