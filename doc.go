@@ -19,11 +19,17 @@
 //     placement request.
 //   - healthmgr: the health manager, which compares desired and actual state
 //     (healthmgr/drift) and asks the controller to correct drift.
-//   - services: service brokers, provisioning and binding.
-//   - warden: the container backend interfaces and implementations.
+//   - services: service brokers (Open Service Broker client and server,
+//     PostgreSQL and in-memory brokers), provisioning and binding.
+//   - warden: the container backend interfaces and implementations
+//     (in-memory fake, plain processes, Linux namespaces and cgroups).
 //   - staging: turns an uploaded package into a runnable droplet with
 //     buildpacks.
-//   - examples: thin mains that assemble the pieces into a platform.
+//   - kerneltest: a whole kernel in-process on fakes for tests, in the
+//     spirit of net/http/httptest.
+//   - examples: thin mains that assemble the pieces into a platform: the
+//     all-in-one kernel, one main per role, a broker, the kiln CLI and
+//     sample apps.
 //
 // Every role package takes its dependencies as interfaces (bus.Bus, a store,
 // a blobstore, a warden.Backend, a *slog.Logger, a prometheus.Registerer) and
