@@ -29,9 +29,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,7 +230,7 @@ func New(ctx context.Context, opts ...Option) (k *Kernel, err error) {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if !o.goCacheSet {
-		o.goCache = hostGoCache()
+		o.goCache = staging.HostGoCache()
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(runCtx)
@@ -472,51 +470,13 @@ func defaultConfigs(work string, o options) (Configs, error) {
 	c.HealthMgr.Policy.MaxBackoff = 5 * time.Second
 
 	c.Staging = staging.DefaultConfig()
-	c.Staging.Path = toolPath()
+	c.Staging.Path = staging.HostPath()
 	c.Staging.TempDir = c.Controller.TempDir
 	if o.stagingDir != "" {
 		c.Staging.CacheDir = o.stagingDir
 	}
-	c.Staging.Buildpacks = buildpacks(o.goCache)
+	c.Staging.Buildpacks = staging.BuiltinsSharingGoCache(o.goCache)
 	return c, nil
-}
-
-// buildpacks are the built-ins with the Go pack sharing goCache.
-func buildpacks(goCache string) []staging.Buildpack {
-	packs := staging.Builtins()
-	for i, p := range packs {
-		if _, ok := p.(staging.GoBuildpack); ok {
-			packs[i] = staging.GoBuildpack{SharedBuildCache: goCache}
-		}
-	}
-	return packs
-}
-
-// toolPath is the PATH of build processes: this process's, plus the
-// directory of the Go toolchain when go is not on it.
-func toolPath() string {
-	p := os.Getenv("PATH")
-	if _, err := exec.LookPath("go"); err != nil {
-		p += string(os.PathListSeparator) + "/usr/local/go/bin"
-	}
-	return p
-}
-
-// hostGoCache returns the host's GOCACHE, or "" if go cannot tell.
-func hostGoCache() string {
-	goTool := "go"
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	out, err := exec.Command(goTool, "env", "GOCACHE").Output()
-	if err != nil {
-		return ""
-	}
-	dir := strings.TrimSpace(string(out))
-	if dir == "off" {
-		return ""
-	}
-	return dir
 }
 
 func newProcessBackend(root string) (*process.Backend, error) {

@@ -30,13 +30,13 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kiln-paas/kiln/internal/rolemain"
 	"github.com/kiln-paas/kiln/services"
 	"github.com/kiln-paas/kiln/services/membroker"
 	"github.com/kiln-paas/kiln/services/osb"
@@ -62,11 +62,6 @@ type options struct {
 	asyncPolls                 int
 	logLevel                   string
 }
-
-// shutdownGrace bounds how long requests in flight may take to finish
-// after a signal; OSB platforms wait 60 s for an answer, but a broker
-// being stopped should not hold its supervisor that long.
-const shutdownGrace = 10 * time.Second
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	env := func(k, def string) string {
@@ -164,24 +159,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
+	// OSB platforms wait 60 s for an answer, but a broker being stopped
+	// lets requests in flight finish within rolemain.ShutdownTimeout only,
+	// not to hold its supervisor that long.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-		return nil
-	})
+	rolemain.ServeHTTP(gctx, g, ln, mux, log)
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("broker-stopping")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-		defer cancel()
-		return srv.Shutdown(sctx)
+		return nil
 	})
-	url := "http://" + ln.Addr().String()
-	log.Info("broker-started", "url", url, "broker", o.kind)
-	fmt.Fprintf(stdout, "broker=%s\nready\n", url)
+	ep := rolemain.HTTPEndpoint("broker", ln)
+	log.Info("broker-started", "url", ep.URL, "broker", o.kind)
+	g.Go(func() error { return rolemain.Announce(stdout, ep) })
 	return g.Wait()
 }

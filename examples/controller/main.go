@@ -24,32 +24,22 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-paas/kiln/bus/natsbus"
 	"github.com/kiln-paas/kiln/controller"
 	"github.com/kiln-paas/kiln/controller/blobstore/fsblob"
 	"github.com/kiln-paas/kiln/controller/store"
 	"github.com/kiln-paas/kiln/controller/store/sqlstore"
-	"github.com/kiln-paas/kiln/staging"
-	"github.com/kiln-paas/kiln/warden/process"
+	"github.com/kiln-paas/kiln/internal/rolemain"
 )
 
 type options struct {
@@ -64,7 +54,6 @@ type options struct {
 	adminPassword   string
 	tokenKey        string
 	index           int
-	logLevel        string
 }
 
 func main() {
@@ -83,19 +72,9 @@ func main() {
 	fset.StringVar(&o.adminPassword, "admin-password", "", "create the administrator with this password when missing")
 	fset.StringVar(&o.tokenKey, "token-key", "", "token signing key shared by controllers (default: <data-dir>/token.key, created)")
 	fset.IntVar(&o.index, "index", 0, "component index")
-	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	_ = fset.Parse(os.Args[1:])
-	if err := applyEnv(fset); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	logger := newLogger(o.logLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, logger); err != nil {
-		logger.Error("controller-failed", "err", err)
-		os.Exit(1)
-	}
+	cmd := rolemain.Command{Name: "controller", Flags: fset,
+		Run: func(ctx context.Context, logger *slog.Logger) error { return run(ctx, o, logger) }}
+	os.Exit(cmd.Main(os.Args[1:]))
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
@@ -106,24 +85,16 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	lns, err := rolemain.Listen(o.addr, o.adminAddr)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	defer ln.Close()
-	adminLn, err := net.Listen("tcp", o.adminAddr)
-	if err != nil {
-		return fmt.Errorf("listen admin: %w", err)
-	}
-	defer adminLn.Close()
+	defer lns.Close()
+	ln, adminLn := lns[0], lns[1]
 
-	busCfg := natsbus.DefaultConfig()
-	busCfg.URLs = strings.Split(o.nats, ",")
-	busCfg.Name = "controller"
-	busCfg.Logger = logger.With("role", "bus")
-	b, err := natsbus.Connect(ctx, busCfg)
+	b, err := rolemain.ConnectNATS(ctx, o.nats, "controller", logger)
 	if err != nil {
-		return fmt.Errorf("bus: %w", err)
+		return err
 	}
 	defer b.Close()
 
@@ -151,7 +122,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 
 	key := []byte(o.tokenKey)
 	if len(key) == 0 {
-		if key, err = loadKey(filepath.Join(dataDir, "token.key")); err != nil {
+		if key, err = rolemain.LoadKey(filepath.Join(dataDir, "token.key")); err != nil {
 			return err
 		}
 	}
@@ -166,20 +137,11 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	cfg.Index = o.index
 	cfg.TempDir = filepath.Join(dataDir, "tmp")
 
-	wcfg := process.DefaultConfig()
-	wcfg.Root = filepath.Join(dataDir, "staging")
-	wcfg.Logger = logger.With("role", "warden")
-	stageBackend, err := process.New(wcfg)
+	stager, closeStager, err := rolemain.Stager(dataDir, cfg.TempDir, logger)
 	if err != nil {
-		return fmt.Errorf("staging backend: %w", err)
+		return err
 	}
-	defer stageBackend.Close()
-	sc := staging.DefaultConfig()
-	sc.Path = toolPath()
-	sc.CacheDir = filepath.Join(dataDir, "staging-cache")
-	sc.TempDir = cfg.TempDir
-	sc.Buildpacks = buildpacks(hostGoCache())
-	stager := staging.New(sc, stageBackend, logger.With("role", "staging"))
+	defer closeStager()
 
 	reg := prometheus.NewRegistry()
 	cc, err := controller.New(cfg, controller.Deps{Bus: b, Store: st, Blobs: blobs, Stager: stager,
@@ -193,101 +155,11 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	serveHTTP(g, gctx, ln, cc.Handler())
-	serveHTTP(g, gctx, adminLn, cc.StatusHandler())
+	rolemain.ServeHTTP(gctx, g, ln, cc.Handler(), logger)
+	rolemain.ServeHTTP(gctx, g, adminLn, cc.StatusHandler(), logger)
 	g.Go(func() error { return cc.Run(gctx) })
-	fmt.Printf("controller=http://%s\nadmin=http://%s\nready\n", ln.Addr(), adminLn.Addr())
+	g.Go(func() error {
+		return rolemain.Announce(os.Stdout, rolemain.HTTPEndpoint("controller", ln), rolemain.HTTPEndpoint("admin", adminLn))
+	})
 	return g.Wait()
-}
-
-// buildpacks are the built-ins with Go stagings sharing the host's GOCACHE.
-func buildpacks(goCache string) []staging.Buildpack {
-	packs := staging.Builtins()
-	for i, p := range packs {
-		if _, ok := p.(staging.GoBuildpack); ok {
-			packs[i] = staging.GoBuildpack{SharedBuildCache: goCache}
-		}
-	}
-	return packs
-}
-
-// toolPath is PATH plus the Go toolchain's usual home when go is not on it.
-func toolPath() string {
-	p := os.Getenv("PATH")
-	if _, err := exec.LookPath("go"); err != nil {
-		p += string(os.PathListSeparator) + "/usr/local/go/bin"
-	}
-	return p
-}
-
-// hostGoCache is the host's GOCACHE, or "" (per-app caches) if unknown.
-func hostGoCache() string {
-	goTool := "go"
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	out, err := exec.Command(goTool, "env", "GOCACHE").Output()
-	if dir := strings.TrimSpace(string(out)); err == nil && dir != "off" {
-		return dir
-	}
-	return ""
-}
-
-// loadKey reads the token signing key at path, creating it on first use so
-// that login tokens survive restarts.
-func loadKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		return b, nil
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	key = []byte(hex.EncodeToString(key))
-	if err := os.WriteFile(path, key, 0o600); err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	return key, nil
-}
-
-// applyEnv sets every flag not given on the command line from its KILN_*
-// variable.
-func applyEnv(fset *flag.FlagSet) error {
-	given := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fset.VisitAll(func(f *flag.Flag) {
-		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
-// serveHTTP serves h on ln in g until ctx ends, then shuts down gracefully.
-func serveHTTP(g *errgroup.Group, ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
 }

@@ -22,27 +22,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-paas/kiln/bus/natsbus"
 	"github.com/kiln-paas/kiln/dea"
-	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/internal/rolemain"
 	"github.com/kiln-paas/kiln/warden/linux"
-	"github.com/kiln-paas/kiln/warden/process"
 )
 
 type options struct {
@@ -55,7 +47,6 @@ type options struct {
 	index             int
 	heartbeatInterval time.Duration
 	leaveRunning      bool
-	logLevel          string
 }
 
 func main() {
@@ -71,19 +62,9 @@ func main() {
 	fset.IntVar(&o.index, "index", 0, "component index")
 	fset.DurationVar(&o.heartbeatInterval, "heartbeat-interval", dea.DefaultConfig().HeartbeatInterval, "period of dea.heartbeat")
 	fset.BoolVar(&o.leaveRunning, "leave-running", false, "leave instances running at exit for the next DEA on data-dir")
-	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	_ = fset.Parse(os.Args[1:])
-	if err := applyEnv(fset); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	logger := newLogger(o.logLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, logger); err != nil {
-		logger.Error("dea-failed", "err", err)
-		os.Exit(1)
-	}
+	cmd := rolemain.Command{Name: "dea", Flags: fset,
+		Run: func(ctx context.Context, logger *slog.Logger) error { return run(ctx, o, logger) }}
+	os.Exit(cmd.Main(os.Args[1:]))
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
@@ -91,23 +72,18 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	lns, err := rolemain.Listen(o.addr)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	defer ln.Close()
-
-	busCfg := natsbus.DefaultConfig()
-	busCfg.URLs = strings.Split(o.nats, ",")
-	busCfg.Name = "dea"
-	busCfg.Logger = logger.With("role", "bus")
-	b, err := natsbus.Connect(ctx, busCfg)
+	defer lns.Close()
+	ln := lns[0]
+	b, err := rolemain.ConnectNATS(ctx, o.nats, "dea", logger)
 	if err != nil {
-		return fmt.Errorf("bus: %w", err)
+		return err
 	}
 	defer b.Close()
-
-	backend, closeBackend, err := newBackend(o.backend, dataDir, logger)
+	backend, closeBackend, err := rolemain.Backend(o.backend, dataDir, logger)
 	if err != nil {
 		return err
 	}
@@ -127,87 +103,8 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	serveHTTP(g, gctx, ln, d.Handler())
+	rolemain.ServeHTTP(gctx, g, ln, d.Handler(), logger)
 	g.Go(func() error { return d.Run(gctx) })
-	fmt.Printf("dea=http://%s\nready\n", ln.Addr())
+	g.Go(func() error { return rolemain.Announce(os.Stdout, rolemain.HTTPEndpoint("dea", ln)) })
 	return g.Wait()
-}
-
-// newBackend returns the container backend and its closer.
-func newBackend(kind, dataDir string, logger *slog.Logger) (warden.Backend, func(), error) {
-	useLinux := kind == "linux"
-	switch kind {
-	case "auto":
-		if err := linux.Check(); err != nil {
-			logger.Warn("warden-linux-unavailable", "err", err, "fallback", "warden/process (no isolation)")
-		} else {
-			useLinux = true
-		}
-	case "linux":
-	case "process":
-		logger.Warn("warden-process", "note", "apps run as plain host processes without isolation")
-	default:
-		return nil, nil, fmt.Errorf("unknown backend %q (auto, linux or process)", kind)
-	}
-	if useLinux {
-		cfg := linux.DefaultConfig()
-		cfg.Root = filepath.Join(dataDir, "containers-linux")
-		cfg.Logger = logger.With("role", "warden")
-		b, err := linux.New(cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("warden/linux: %w", err)
-		}
-		return b, func() { _ = b.Close() }, nil
-	}
-	cfg := process.DefaultConfig()
-	cfg.Root = filepath.Join(dataDir, "containers")
-	cfg.ExitPollInterval = 100 * time.Millisecond
-	cfg.Logger = logger.With("role", "warden")
-	b, err := process.New(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("warden/process: %w", err)
-	}
-	return b, func() { _ = b.Close() }, nil
-}
-
-// applyEnv sets every flag not given on the command line from its KILN_*
-// variable.
-func applyEnv(fset *flag.FlagSet) error {
-	given := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fset.VisitAll(func(f *flag.Flag) {
-		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
-// serveHTTP serves h on ln in g until ctx ends, then shuts down gracefully.
-func serveHTTP(g *errgroup.Group, ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
 }

@@ -19,23 +19,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-paas/kiln/bus/natsbus"
 	"github.com/kiln-paas/kiln/healthmgr"
+	"github.com/kiln-paas/kiln/internal/rolemain"
 )
 
 type options struct {
@@ -47,7 +40,6 @@ type options struct {
 	grace          time.Duration
 	heartbeatTTL   time.Duration
 	leaderElection bool
-	logLevel       string
 }
 
 func main() {
@@ -62,34 +54,21 @@ func main() {
 	fset.DurationVar(&o.grace, "grace", def.Policy.Grace, "how long an app updated recently is left alone")
 	fset.DurationVar(&o.heartbeatTTL, "heartbeat-ttl", def.Policy.HeartbeatTTL, "after this long without a heartbeat an instance is gone")
 	fset.BoolVar(&o.leaderElection, "leader-election", def.LeaderElection, "elect one acting manager among those on the bus")
-	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	_ = fset.Parse(os.Args[1:])
-	if err := applyEnv(fset); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	logger := newLogger(o.logLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, logger); err != nil {
-		logger.Error("healthmgr-failed", "err", err)
-		os.Exit(1)
-	}
+	cmd := rolemain.Command{Name: "healthmgr", Flags: fset,
+		Run: func(ctx context.Context, logger *slog.Logger) error { return run(ctx, o, logger) }}
+	os.Exit(cmd.Main(os.Args[1:]))
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
-	ln, err := net.Listen("tcp", o.addr)
+	lns, err := rolemain.Listen(o.addr)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	defer ln.Close()
-	busCfg := natsbus.DefaultConfig()
-	busCfg.URLs = strings.Split(o.nats, ",")
-	busCfg.Name = "healthmgr"
-	busCfg.Logger = logger.With("role", "bus")
-	b, err := natsbus.Connect(ctx, busCfg)
+	defer lns.Close()
+	ln := lns[0]
+	b, err := rolemain.ConnectNATS(ctx, o.nats, "healthmgr", logger)
 	if err != nil {
-		return fmt.Errorf("bus: %w", err)
+		return err
 	}
 	defer b.Close()
 	src, err := healthmgr.NewBulkSource(o.controller, b, nil)
@@ -108,50 +87,8 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	serveHTTP(g, gctx, ln, hm.Handler())
+	rolemain.ServeHTTP(gctx, g, ln, hm.Handler(), logger)
 	g.Go(func() error { return hm.Run(gctx) })
-	fmt.Printf("healthmgr=http://%s\nready\n", ln.Addr())
+	g.Go(func() error { return rolemain.Announce(os.Stdout, rolemain.HTTPEndpoint("healthmgr", ln)) })
 	return g.Wait()
-}
-
-// applyEnv sets every flag not given on the command line from its KILN_*
-// variable.
-func applyEnv(fset *flag.FlagSet) error {
-	given := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fset.VisitAll(func(f *flag.Flag) {
-		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
-// serveHTTP serves h on ln in g until ctx ends, then shuts down gracefully.
-func serveHTTP(g *errgroup.Group, ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
 }

@@ -47,9 +47,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,12 +57,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,11 +73,9 @@ import (
 	"github.com/kiln-paas/kiln/controller/store/sqlstore"
 	"github.com/kiln-paas/kiln/dea"
 	"github.com/kiln-paas/kiln/healthmgr"
+	"github.com/kiln-paas/kiln/internal/rolemain"
 	"github.com/kiln-paas/kiln/router"
-	"github.com/kiln-paas/kiln/staging"
-	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/linux"
-	"github.com/kiln-paas/kiln/warden/process"
 )
 
 // sampleFS is a copy of examples/apps/static, pushed when the original
@@ -117,15 +110,11 @@ func main() {
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		os.Exit(rolemain.ExitUsage)
 	}
-	logger := newLogger(o.logLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, os.Stdout, logger); err != nil {
-		logger.Error("kernel-failed", "err", err)
-		os.Exit(1)
-	}
+	cmd := rolemain.Command{Name: "kernel",
+		Run: func(ctx context.Context, logger *slog.Logger) error { return run(ctx, o, os.Stdout, logger) }}
+	os.Exit(cmd.Execute(o.logLevel))
 }
 
 func parseFlags(args []string) (options, error) {
@@ -145,10 +134,7 @@ func parseFlags(args []string) (options, error) {
 	fset.StringVar(&o.backend, "backend", "auto", "DEA container backend: auto, linux or process")
 	fset.IntVar(&o.memoryMB, "memory-mb", 4096, "memory the DEA offers to apps, in MB")
 	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	if err := fset.Parse(args); err != nil {
-		return o, err
-	}
-	if err := applyEnv(fset); err != nil {
+	if err := rolemain.ParseFlags(fset, args, nil); err != nil {
 		return o, err
 	}
 	if fset.NArg() > 0 {
@@ -157,58 +143,19 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-// applyEnv sets every flag not given on the command line from its KILN_*
-// variable.
-func applyEnv(fset *flag.FlagSet) error {
-	given := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fset.VisitAll(func(f *flag.Flag) {
-		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
 // listeners are the kernel's sockets, opened first so that port 0 resolves
 // before the roles are configured.
 type listeners struct {
+	rolemain.Listeners
 	controller, router, admin, dea net.Listener
 }
 
 func openListeners(o options) (*listeners, error) {
-	var l listeners
-	var err error
-	for _, x := range []struct {
-		ln   *net.Listener
-		addr string
-	}{{&l.controller, o.controllerAddr}, {&l.router, o.routerAddr}, {&l.admin, o.adminAddr}, {&l.dea, o.deaAddr}} {
-		if *x.ln, err = net.Listen("tcp", x.addr); err != nil {
-			l.close()
-			return nil, fmt.Errorf("listen %s: %w", x.addr, err)
-		}
+	ls, err := rolemain.Listen(o.controllerAddr, o.routerAddr, o.adminAddr, o.deaAddr)
+	if err != nil {
+		return nil, err
 	}
-	return &l, nil
-}
-
-func (l *listeners) close() {
-	for _, ln := range []net.Listener{l.controller, l.router, l.admin, l.dea} {
-		if ln != nil {
-			ln.Close()
-		}
-	}
+	return &listeners{Listeners: ls, controller: ls[0], router: ls[1], admin: ls[2], dea: ls[3]}, nil
 }
 
 // run assembles the kernel and serves until ctx ends.
@@ -224,7 +171,7 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	defer lns.close()
+	defer lns.Close()
 
 	host, portStr, err := net.SplitHostPort(o.natsAddr)
 	if err != nil {
@@ -244,13 +191,9 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 		return fmt.Errorf("nats: %w", err)
 	}
 	defer nats.Shutdown()
-	busCfg := natsbus.DefaultConfig()
-	busCfg.URLs = []string{nats.ClientURL()}
-	busCfg.Name = "kernel"
-	busCfg.Logger = logger.With("role", "bus")
-	b, err := natsbus.Connect(ctx, busCfg)
+	b, err := rolemain.ConnectNATS(ctx, nats.ClientURL(), "kernel", logger)
 	if err != nil {
-		return fmt.Errorf("bus: %w", err)
+		return err
 	}
 	defer b.Close()
 
@@ -264,7 +207,7 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 		return fmt.Errorf("blobstore: %w", err)
 	}
 
-	tokenKey, err := loadKey(filepath.Join(dataDir, "token.key"))
+	tokenKey, err := rolemain.LoadKey(filepath.Join(dataDir, "token.key"))
 	if err != nil {
 		return err
 	}
@@ -280,17 +223,11 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 		return fmt.Errorf("tmp dir: %w", err)
 	}
 
-	stageBackend, err := newProcessBackend(filepath.Join(dataDir, "staging"), logger)
+	stager, closeStager, err := rolemain.Stager(dataDir, ccCfg.TempDir, logger)
 	if err != nil {
-		return fmt.Errorf("staging backend: %w", err)
+		return err
 	}
-	defer stageBackend.Close()
-	stCfg := staging.DefaultConfig()
-	stCfg.Path = toolPath()
-	stCfg.CacheDir = filepath.Join(dataDir, "staging-cache")
-	stCfg.TempDir = ccCfg.TempDir
-	stCfg.Buildpacks = buildpacks(hostGoCache())
-	stager := staging.New(stCfg, stageBackend, logger.With("role", "staging"))
+	defer closeStager()
 
 	ccReg := prometheus.NewRegistry()
 	cc, err := controller.New(ccCfg, controller.Deps{Bus: b, Store: st, Blobs: blobs, Stager: stager,
@@ -299,7 +236,7 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 		return err
 	}
 
-	backend, closeBackend, err := deaBackend(o.backend, dataDir, logger)
+	backend, closeBackend, err := rolemain.Backend(o.backend, dataDir, logger)
 	if err != nil {
 		return err
 	}
@@ -352,9 +289,9 @@ func run(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) 
 	admin.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 
 	g, gctx := errgroup.WithContext(ctx)
-	serveHTTP(g, gctx, lns.controller, cc.Handler())
-	serveHTTP(g, gctx, lns.dea, d.Handler())
-	serveHTTP(g, gctx, lns.admin, admin)
+	rolemain.ServeHTTP(gctx, g, lns.controller, cc.Handler(), logger)
+	rolemain.ServeHTTP(gctx, g, lns.dea, d.Handler(), logger)
+	rolemain.ServeHTTP(gctx, g, lns.admin, admin, logger)
 	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error { return rt.Serve(gctx, lns.router) })
 	g.Go(func() error { return d.Run(gctx) })
@@ -378,7 +315,7 @@ func bootstrap(ctx context.Context, o options, cc *controller.Controller, ccURL,
 	password := o.adminPassword
 	generated := false
 	if password == "" {
-		password = randomHex(12)
+		password = rolemain.RandomHex(12)
 		generated = true
 	}
 	err := cc.CreateUser(ctx, o.adminEmail, password)
@@ -393,21 +330,21 @@ func bootstrap(ctx context.Context, o options, cc *controller.Controller, ccURL,
 	default:
 		return fmt.Errorf("create admin: %w", err)
 	}
-	fmt.Fprintf(stdout, "controller=%s\n", ccURL)
-	fmt.Fprintf(stdout, "router=http://%s\n", routerAddr)
-	fmt.Fprintf(stdout, "nats=%s\n", natsURL)
-	fmt.Fprintf(stdout, "admin=http://%s\n", lns.admin.Addr())
-	fmt.Fprintf(stdout, "dea=http://%s\n", lns.dea.Addr())
+	if err := rolemain.WriteEndpoints(stdout, rolemain.Endpoint{Name: "controller", URL: ccURL},
+		rolemain.Endpoint{Name: "router", URL: "http://" + routerAddr}, rolemain.Endpoint{Name: "nats", URL: natsURL},
+		rolemain.HTTPEndpoint("admin", lns.admin), rolemain.HTTPEndpoint("dea", lns.dea)); err != nil {
+		return err
+	}
+	var app []rolemain.Endpoint
 	if !o.noSample {
 		_, port, _ := net.SplitHostPort(routerAddr)
 		if err := pushSample(ctx, o, cc, ccURL, password, generated, logger); err != nil {
 			logger.Warn("sample-not-pushed", "err", err)
 		} else {
-			fmt.Fprintf(stdout, "app=http://%s.%s:%s\n", sampleName, o.domain, port)
+			app = append(app, rolemain.Endpoint{Name: "app", URL: fmt.Sprintf("http://%s.%s:%s", sampleName, o.domain, port)})
 		}
 	}
-	fmt.Fprintln(stdout, "ready")
-	return nil
+	return rolemain.Announce(stdout, app...)
 }
 
 // pushSample pushes and starts the sample unless it exists. It needs the
@@ -499,114 +436,4 @@ func moduleRoot() (string, bool) {
 		}
 		dir = parent
 	}
-}
-
-// deaBackend returns the DEA's container backend and its closer.
-func deaBackend(kind, dataDir string, logger *slog.Logger) (warden.Backend, func(), error) {
-	useLinux := kind == "linux"
-	if kind == "auto" {
-		if err := linux.Check(); err != nil {
-			logger.Warn("warden-linux-unavailable", "err", err, "fallback", "warden/process (no isolation)")
-		} else {
-			useLinux = true
-		}
-	} else if kind != "linux" && kind != "process" {
-		return nil, nil, fmt.Errorf("unknown backend %q (auto, linux or process)", kind)
-	}
-	if useLinux {
-		cfg := linux.DefaultConfig()
-		cfg.Root = filepath.Join(dataDir, "containers-linux")
-		cfg.Logger = logger.With("role", "warden")
-		b, err := linux.New(cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("warden/linux: %w", err)
-		}
-		logger.Info("warden-backend", "kind", "linux")
-		return b, func() { _ = b.Close() }, nil
-	}
-	if kind == "process" {
-		logger.Warn("warden-process", "note", "apps run as plain host processes without isolation")
-	}
-	b, err := newProcessBackend(filepath.Join(dataDir, "containers"), logger)
-	if err != nil {
-		return nil, nil, fmt.Errorf("warden/process: %w", err)
-	}
-	return b, func() { _ = b.Close() }, nil
-}
-
-func newProcessBackend(root string, logger *slog.Logger) (*process.Backend, error) {
-	cfg := process.DefaultConfig()
-	cfg.Root = root
-	cfg.ExitPollInterval = 100 * time.Millisecond
-	cfg.Logger = logger.With("role", "warden")
-	return process.New(cfg)
-}
-
-// buildpacks are the built-ins with Go stagings sharing the host's GOCACHE.
-func buildpacks(goCache string) []staging.Buildpack {
-	packs := staging.Builtins()
-	for i, p := range packs {
-		if _, ok := p.(staging.GoBuildpack); ok {
-			packs[i] = staging.GoBuildpack{SharedBuildCache: goCache}
-		}
-	}
-	return packs
-}
-
-// toolPath is PATH plus the Go toolchain's usual home when go is not on it.
-func toolPath() string {
-	p := os.Getenv("PATH")
-	if _, err := exec.LookPath("go"); err != nil {
-		p += string(os.PathListSeparator) + "/usr/local/go/bin"
-	}
-	return p
-}
-
-// hostGoCache is the host's GOCACHE, or "" (per-app caches) if unknown.
-func hostGoCache() string {
-	goTool := "go"
-	if _, err := exec.LookPath(goTool); err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	out, err := exec.Command(goTool, "env", "GOCACHE").Output()
-	if dir := strings.TrimSpace(string(out)); err == nil && dir != "off" {
-		return dir
-	}
-	return ""
-}
-
-// loadKey reads the token signing key at path, creating it on first use so
-// that login tokens survive restarts.
-func loadKey(path string) ([]byte, error) {
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		return b, nil
-	}
-	key := []byte(randomHex(32))
-	if err := os.WriteFile(path, key, 0o600); err != nil {
-		return nil, fmt.Errorf("token key: %w", err)
-	}
-	return key, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// serveHTTP serves h on ln in g until ctx ends, then shuts down gracefully.
-func serveHTTP(g *errgroup.Group, ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
 }

@@ -18,22 +18,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-paas/kiln/bus/natsbus"
+	"github.com/kiln-paas/kiln/internal/rolemain"
 	"github.com/kiln-paas/kiln/router"
 )
 
@@ -44,7 +37,6 @@ type options struct {
 	emptyRouteGrace time.Duration
 	pruneThreshold  time.Duration
 	accessLog       bool
-	logLevel        string
 }
 
 func main() {
@@ -57,40 +49,21 @@ func main() {
 	fset.DurationVar(&o.emptyRouteGrace, "empty-route-grace", router.DefaultConfig().EmptyRouteGrace, "how long a route without instances answers 503 before 404")
 	fset.DurationVar(&o.pruneThreshold, "prune-threshold", router.DefaultConfig().PruneThreshold, "how long an endpoint lives without being re-registered")
 	fset.BoolVar(&o.accessLog, "access-log", false, "write the access log to stdout")
-	fset.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	_ = fset.Parse(os.Args[1:])
-	if err := applyEnv(fset); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	logger := newLogger(o.logLevel)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, logger); err != nil {
-		logger.Error("router-failed", "err", err)
-		os.Exit(1)
-	}
+	cmd := rolemain.Command{Name: "router", Flags: fset,
+		Run: func(ctx context.Context, logger *slog.Logger) error { return run(ctx, o, logger) }}
+	os.Exit(cmd.Main(os.Args[1:]))
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
-	ln, err := net.Listen("tcp", o.addr)
+	lns, err := rolemain.Listen(o.addr, o.adminAddr)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	defer ln.Close()
-	adminLn, err := net.Listen("tcp", o.adminAddr)
+	defer lns.Close()
+	ln, adminLn := lns[0], lns[1]
+	b, err := rolemain.ConnectNATS(ctx, o.nats, "router", logger)
 	if err != nil {
-		return fmt.Errorf("listen admin: %w", err)
-	}
-	defer adminLn.Close()
-
-	busCfg := natsbus.DefaultConfig()
-	busCfg.URLs = strings.Split(o.nats, ",")
-	busCfg.Name = "router"
-	busCfg.Logger = logger.With("role", "bus")
-	b, err := natsbus.Connect(ctx, busCfg)
-	if err != nil {
-		return fmt.Errorf("bus: %w", err)
+		return err
 	}
 	defer b.Close()
 
@@ -109,49 +82,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rt.Run(gctx) })
 	g.Go(func() error { return rt.Serve(gctx, ln) })
-	serveHTTP(g, gctx, adminLn, rt.AdminHandler())
-	fmt.Printf("router=http://%s\nadmin=http://%s\nready\n", ln.Addr(), adminLn.Addr())
+	rolemain.ServeHTTP(gctx, g, adminLn, rt.AdminHandler(), logger)
+	g.Go(func() error {
+		return rolemain.Announce(os.Stdout, rolemain.HTTPEndpoint("router", ln), rolemain.HTTPEndpoint("admin", adminLn))
+	})
 	return g.Wait()
-}
-
-// applyEnv sets every flag not given on the command line from its KILN_*
-// variable.
-func applyEnv(fset *flag.FlagSet) error {
-	given := map[string]bool{}
-	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var errs []error
-	fset.VisitAll(func(f *flag.Flag) {
-		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
-}
-
-// serveHTTP serves h on ln in g until ctx ends, then shuts down gracefully.
-func serveHTTP(g *errgroup.Group, ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
 }
