@@ -112,10 +112,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	cgroupsmode "github.com/containerd/cgroups/v3"
@@ -124,6 +122,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/hostfs"
+	"github.com/kiln-paas/kiln/warden/internal/portmap"
+	"github.com/kiln-paas/kiln/warden/internal/statefile"
 )
 
 // EventOutOfDisk is recorded when a container's files exceeded
@@ -316,8 +317,8 @@ type Backend struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
-	slots      map[int]string    // slot -> handle
-	ports      map[uint32]string // host port -> handle
+	slots      map[int]string // slot -> handle
+	ports      portmap.Map    // host port -> handle, its own lock
 }
 
 var _ warden.Backend = (*Backend)(nil)
@@ -377,7 +378,6 @@ func open(cfg Config) (*Backend, error) {
 		cancel:     cancel,
 		containers: map[string]*container{},
 		slots:      map[int]string{},
-		ports:      map[uint32]string{},
 	}
 	if err := b.load(); err != nil {
 		b.Close()
@@ -391,18 +391,26 @@ func open(cfg Config) (*Backend, error) {
 	return b, nil
 }
 
+// cgroupVersion returns the cgroup hierarchy cfg selects (1 or 2),
+// detecting it when cfg leaves it 0; 0 means none is mounted.
+func cgroupVersion(cfg Config) int {
+	if cfg.CgroupVersion != 0 {
+		return cfg.CgroupVersion
+	}
+	switch cgroupsmode.Mode() {
+	case cgroupsmode.Unified:
+		return 2
+	case cgroupsmode.Legacy, cgroupsmode.Hybrid:
+		return 1
+	}
+	return 0
+}
+
 // pickDriver chooses the cgroup hierarchy.
 func pickDriver(cfg Config) (cgroupDriver, error) {
-	v := cfg.CgroupVersion
+	v := cgroupVersion(cfg)
 	if v == 0 {
-		switch cgroupsmode.Mode() {
-		case cgroupsmode.Unified:
-			v = 2
-		case cgroupsmode.Legacy, cgroupsmode.Hybrid:
-			v = 1
-		default:
-			return nil, fmt.Errorf("linux: no cgroup hierarchy mounted: %w", ErrUnavailable)
-		}
+		return nil, fmt.Errorf("linux: no cgroup hierarchy mounted: %w", ErrUnavailable)
 	}
 	if v == 2 {
 		return cgroupV2Driver{mount: cfg.CgroupMount, parent: cfg.CgroupParent}, nil
@@ -436,30 +444,16 @@ func (b *Backend) Close() error {
 
 // load reattaches to the containers under Root.
 func (b *Backend) load() error {
-	entries, err := os.ReadDir(b.cfg.Root)
-	if err != nil {
-		return fmt.Errorf("linux: %w", err)
-	}
-	for _, e := range entries {
-		if !e.IsDir() || warden.ValidateHandle(e.Name()) != nil {
-			continue
-		}
-		dir := filepath.Join(b.cfg.Root, e.Name())
-		raw, err := os.ReadFile(filepath.Join(dir, stateFile))
-		if err != nil {
-			b.log.Warn("container-skipped", "dir", dir, "error", err)
-			continue
-		}
+	err := statefile.Scan(b.cfg.Root, b.log, func(handle, dir string, raw []byte) error {
 		st, err := decodeState(raw)
-		if err == nil && st.Handle != e.Name() {
-			err = fmt.Errorf("state of %q in directory %q", st.Handle, e.Name())
+		if err == nil && st.Handle != handle {
+			err = fmt.Errorf("state of %q in directory %q", st.Handle, handle)
 		}
 		if err == nil && (st.Slot >= b.cfg.MaxContainers || b.slots[st.Slot] != "") {
 			err = fmt.Errorf("slot %d taken or out of range", st.Slot)
 		}
 		if err != nil {
-			b.log.Warn("container-skipped", "dir", dir, "error", err)
-			continue
+			return err
 		}
 		c := b.newContainer(dir, st)
 		if c.cg, err = b.cgroups.load(st.Handle); err != nil {
@@ -470,12 +464,14 @@ func (b *Backend) load() error {
 		c.reattach()
 		b.containers[st.Handle] = c
 		b.slots[st.Slot] = st.Handle
-		for _, m := range st.Ports {
-			b.ports[m.HostPort] = st.Handle
-		}
+		b.ports.Restore(st.Handle, st.Ports)
 		b.log.Info("container-reattached", "handle", st.Handle, "state", st.State, "processes", len(c.procs))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("linux: %w", err)
 	}
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	return nil
 }
 
@@ -492,10 +488,8 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	if err := warden.ValidateHandle(handle); err != nil {
 		return nil, fmt.Errorf("linux: create: %w", err)
 	}
-	for _, kv := range spec.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return nil, fmt.Errorf("linux: create %s: env entry %q is not KEY=value: %w", handle, kv, warden.ErrInvalidSpec)
-		}
+	if err := warden.ValidateEnv(spec.Env); err != nil {
+		return nil, fmt.Errorf("linux: create %s: %w", handle, err)
 	}
 	slot, err := b.reserve(handle)
 	if err != nil {
@@ -511,7 +505,7 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	}
 	b.mu.Lock()
 	b.containers[handle] = c
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	b.mu.Unlock()
 	b.metrics.createSeconds.Observe(time.Since(start).Seconds())
 	b.log.Info("container-created", "handle", handle, "uid", c.uid, "init_pid", c.st.InitPID)
@@ -547,16 +541,7 @@ func (b *Backend) build(ctx context.Context, handle string, slot int, spec warde
 		}
 		return nil, err
 	}
-	st := &containerState{
-		Version:    stateVersion,
-		Handle:     handle,
-		Properties: maps.Clone(spec.Properties),
-		Env:        spec.Env,
-		Limits:     spec.Limits,
-		State:      warden.StateActive,
-		Slot:       slot,
-		Created:    time.Now().UTC(),
-	}
+	st := &containerState{Container: statefile.New(stateVersion, handle, spec), Slot: slot}
 	c := b.newContainer(dir, st)
 	binds, err := b.prepareRoot(c.rootfs, c.uid)
 	if err == nil {
@@ -572,7 +557,7 @@ func (b *Backend) build(ctx context.Context, handle string, slot int, spec warde
 		if c.cg != nil {
 			_ = c.cg.destroy() // kills the init too
 		}
-		_ = removeAll(dir)
+		_ = hostfs.RemoveAll(dir)
 		return nil, err
 	}
 	return c, nil
@@ -672,13 +657,9 @@ func (b *Backend) Destroy(ctx context.Context, handle string) error {
 	if b.slots[c.st.Slot] == handle {
 		delete(b.slots, c.st.Slot)
 	}
-	for port, h := range b.ports {
-		if h == handle {
-			delete(b.ports, port)
-		}
-	}
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	b.mu.Unlock()
+	b.ports.Release(handle)
 	b.log.Info("container-destroyed", "handle", handle)
 	return nil
 }
@@ -697,41 +678,13 @@ func (b *Backend) Capacity(ctx context.Context) (warden.Capacity, error) {
 		capa.MemoryBytes = uint64(si.Totalram) * uint64(si.Unit)
 	}
 	if capa.DiskBytes == 0 {
-		var fs unix.Statfs_t
-		if err := unix.Statfs(b.cfg.Root, &fs); err != nil {
-			return warden.Capacity{}, fmt.Errorf("linux: capacity: statfs %s: %w", b.cfg.Root, err)
+		free, err := hostfs.FreeBytes(b.cfg.Root)
+		if err != nil {
+			return warden.Capacity{}, fmt.Errorf("linux: capacity: %w", err)
 		}
-		capa.DiskBytes = fs.Bavail * uint64(fs.Bsize)
+		capa.DiskBytes = free
 	}
 	return capa, nil
-}
-
-// reservePort maps hostPort (0: a free one) to handle.
-func (b *Backend) reservePort(handle string, hostPort uint32) (uint32, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.HostIP, strconv.FormatUint(uint64(hostPort), 10)))
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return 0, fmt.Errorf("host port %d in use: %w", hostPort, warden.ErrExists)
-		}
-		return 0, fmt.Errorf("find port: %w", err)
-	}
-	// Released at once so the container's process can bind it; the kernel
-	// hands out ephemeral ports round-robin, so another program taking it
-	// in the meantime is unlikely.
-	port := uint32(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	return port, b.claimPort(handle, port)
-}
-
-// claimPort records that handle maps host port.
-func (b *Backend) claimPort(handle string, port uint32) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if h, ok := b.ports[port]; ok {
-		return fmt.Errorf("host port %d mapped by %s: %w", port, h, warden.ErrExists)
-	}
-	b.ports[port] = handle
-	return nil
 }
 
 // watch enforces disk limits and records OOM kills until Close.

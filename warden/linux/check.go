@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	cgroupsmode "github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
 )
@@ -72,16 +71,9 @@ func probeNamespaces() error {
 
 // checkCgroups lists what the chosen cgroup hierarchy lacks.
 func checkCgroups(cfg Config) []string {
-	v := cfg.CgroupVersion
+	v := cgroupVersion(cfg)
 	if v == 0 {
-		switch cgroupsmode.Mode() {
-		case cgroupsmode.Unified:
-			v = 2
-		case cgroupsmode.Legacy, cgroupsmode.Hybrid:
-			v = 1
-		default:
-			return []string{"a mounted cgroup hierarchy (/sys/fs/cgroup)"}
-		}
+		return []string{"a mounted cgroup hierarchy (/sys/fs/cgroup)"}
 	}
 	var missing []string
 	if v == 2 {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/hostfs"
 )
 
 // container is a linux-backend warden.Container.
@@ -91,12 +92,7 @@ func (c *container) errorf(op string, err error) error {
 func (c *container) matches(match warden.Properties) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, v := range match {
-		if got, ok := c.st.Properties[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+	return c.st.Matches(match)
 }
 
 // checkLocked reports a destroyed container; c.mu is held.
@@ -127,7 +123,8 @@ func (c *container) persistLocked() {
 	}
 }
 
-func (c *container) owner() owner { return owner{uid: c.uid, gid: c.uid} }
+// owner is the container user, who gets the files made for the container.
+func (c *container) owner() *hostfs.Owner { return &hostfs.Owner{UID: c.uid, GID: c.uid} }
 
 // startInit starts the container's init and waits until it has built the
 // root file system.
@@ -397,18 +394,18 @@ func (c *container) reattach() {
 	for i := range c.st.Processes {
 		ps := &c.st.Processes[i]
 		p := newProcess(c, ps.ID, ps.PID)
-		p.stdoutPath, p.stderrPath = ps.StdoutPath, ps.StderrPath
+		p.stdout.Path, p.stderr.Path = ps.StdoutPath, ps.StderrPath
 		c.procs[ps.ID] = p
 		e, ok := known[ps.ID]
 		switch {
 		case ps.Exited:
-			p.finish(ps.ExitStatus)
+			p.exit.Finish(ps.ExitStatus)
 		case !ok:
 			ps.Exited, ps.ExitStatus = true, warden.ExitStatusUnknown
-			p.finish(warden.ExitStatusUnknown)
+			p.exit.Finish(warden.ExitStatusUnknown)
 		case e.Exited:
 			ps.Exited, ps.ExitStatus = true, e.Status
-			p.finish(e.Status)
+			p.exit.Finish(e.Status)
 		default:
 			c.b.wg.Add(1)
 			go func() {
@@ -494,7 +491,7 @@ func (c *container) awaitExits(ctx context.Context) error {
 	c.mu.Unlock()
 	for _, p := range procs {
 		select {
-		case <-p.done:
+		case <-p.exit.Done():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -574,25 +571,10 @@ func (c *container) destroy(ctx context.Context) error {
 			return c.errorf("destroy", err)
 		}
 	}
-	if err := removeAll(c.dir); err != nil {
+	if err := hostfs.RemoveAll(c.dir); err != nil {
 		return c.errorf("destroy", err)
 	}
 	return nil
-}
-
-// removeAll removes dir even when processes left directories without
-// write permission.
-func removeAll(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }
 
 // NetIn implements warden.Container.
@@ -612,14 +594,14 @@ func (c *container) NetIn(ctx context.Context, hostPort, containerPort uint32) (
 		if m, err = fwd.listen(c.b.cfg.HostIP, hostPort, containerPort); err != nil {
 			return warden.PortMapping{}, c.errorf("net in", err)
 		}
-		if err := c.b.claimPort(c.handle, m.HostPort); err != nil {
+		if err := c.b.ports.Claim(c.handle, m.HostPort); err != nil {
 			return warden.PortMapping{}, c.errorf("net in", err)
 		}
 	} else {
 		if hostPort != 0 && containerPort != 0 && hostPort != containerPort {
 			return warden.PortMapping{}, c.errorf("net in", fmt.Errorf("host port %d != container port %d in the host's network namespace: %w", hostPort, containerPort, errors.ErrUnsupported))
 		}
-		port, err := c.b.reservePort(c.handle, max(hostPort, containerPort))
+		port, err := c.b.ports.Reserve(c.b.cfg.HostIP, c.handle, max(hostPort, containerPort))
 		if err != nil {
 			return warden.PortMapping{}, c.errorf("net in", err)
 		}
@@ -668,7 +650,7 @@ func (c *container) checkOOM() {
 	c.st.OOMKills = n
 	c.st.Events = append(c.st.Events, warden.EventOutOfMemory)
 	c.persistLocked()
-	c.b.metrics.oomKills.Inc()
+	c.b.metrics.OOMKills.Inc()
 	c.b.log.Warn("oom-kill", "handle", c.handle, "oom_kills", n, "limit", c.st.Limits.MemoryBytes)
 }
 
@@ -681,7 +663,7 @@ func (c *container) enforceDisk() {
 	if limit == 0 || !active || c.cg == nil {
 		return
 	}
-	used, err := diskUsage(c.rootfs)
+	used, err := hostfs.DiskUsage(c.rootfs)
 	if err != nil || used <= limit {
 		return
 	}
@@ -718,33 +700,20 @@ func (c *container) Info(ctx context.Context) (warden.ContainerInfo, error) {
 		}
 		c.checkOOM()
 	}
-	disk, err := diskUsage(c.rootfs)
+	disk, err := hostfs.DiskUsage(c.rootfs)
 	if err != nil {
 		return warden.ContainerInfo{}, c.errorf("info", err)
 	}
 	usage.DiskBytes = disk
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	info := warden.ContainerInfo{
-		Handle:     c.handle,
-		State:      c.st.State,
-		Properties: maps.Clone(c.st.Properties),
-		HostIP:     c.b.cfg.HostIP,
-		Path:       c.rootfs,
-		PIDs:       pids,
-		Ports:      slices.Clone(c.st.Ports),
-		Limits:     c.st.Limits,
-		Events:     slices.Clone(c.st.Events),
-		Usage:      usage,
-	}
+	var live []string
 	for id, p := range c.procs {
-		if !p.exitedYet() {
-			info.ProcessIDs = append(info.ProcessIDs, id)
+		if !p.exit.HasExited() {
+			live = append(live, id)
 		}
 	}
-	slices.Sort(info.PIDs)
-	slices.Sort(info.ProcessIDs)
-	return info, nil
+	return c.st.Info(c.b.cfg.HostIP, c.rootfs, pids, usage, live), nil
 }
 
 // StreamIn implements warden.Container.
@@ -755,7 +724,7 @@ func (c *container) StreamIn(ctx context.Context, dst string, r io.Reader) error
 	c.mu.Lock()
 	limit := c.st.Limits.DiskBytes
 	c.mu.Unlock()
-	if err := extract(ctx, c.rootfs, dst, r, limit, c.owner()); err != nil {
+	if err := hostfs.Extract(ctx, c.rootfs, dst, r, limit, c.owner()); err != nil {
 		return c.errorf("stream in "+dst, err)
 	}
 	return nil
@@ -766,7 +735,7 @@ func (c *container) StreamOut(ctx context.Context, src string) (io.ReadCloser, e
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	rc, err := archive(ctx, c.rootfs, src)
+	rc, err := hostfs.Archive(ctx, c.rootfs, src)
 	if err != nil {
 		return nil, c.errorf("stream out "+src, err)
 	}

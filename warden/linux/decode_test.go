@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/statefile"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -80,7 +81,7 @@ func TestParseStartTicks(t *testing.T) {
 }
 
 func TestDecodeState(t *testing.T) {
-	good := containerState{Version: stateVersion, Handle: "h", State: warden.StateActive, Processes: []processState{{ID: "a"}}}
+	good := containerState{Container: statefile.Container{Version: stateVersion, Handle: "h", State: warden.StateActive}, Processes: []processState{{ID: "a"}}}
 	tests := []struct {
 		name   string
 		mutate func(*containerState)

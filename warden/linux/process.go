@@ -8,12 +8,13 @@ import (
 	"net"
 	"os"
 	"path"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/exitstatus"
+	"github.com/kiln-paas/kiln/warden/internal/stdio"
 )
 
 // ExitReasoner is implemented by the processes this backend returns: it
@@ -35,14 +36,10 @@ type process struct {
 	c   *container
 	pid int // inside the container's pid namespace
 
-	stdout, stderr         *fanout // pipe-fed streams, nil when none
-	stdoutPath, stderrPath string  // container paths, "" when none
-	oomBefore              uint64  // the cgroup's OOM kills when started
+	stdout, stderr stdio.Output
+	oomBefore      uint64 // the cgroup's OOM kills when started
 
-	exited chan struct{} // closed once the process has exited
-	done   chan struct{} // closed once exit and output are recorded
-	once   sync.Once
-	status int
+	exit   *exitstatus.Exit // Done once exit and output are recorded
 	reason string
 }
 
@@ -52,7 +49,7 @@ var (
 )
 
 func newProcess(c *container, id string, pid int) *process {
-	return &process{id: id, c: c, pid: pid, exited: make(chan struct{}), done: make(chan struct{})}
+	return &process{id: id, c: c, pid: pid, exit: exitstatus.New()}
 }
 
 // ID implements warden.Process.
@@ -61,43 +58,20 @@ func (p *process) ID() string { return p.id }
 // ExitReason implements ExitReasoner.
 func (p *process) ExitReason() string {
 	select {
-	case <-p.done:
+	case <-p.exit.Done():
 		return p.reason
 	default:
 		return ""
 	}
 }
 
-// finish records status and releases waiters; later calls are ignored.
-func (p *process) finish(status int) {
-	p.once.Do(func() {
-		p.status = status
-		select {
-		case <-p.exited:
-		default:
-			close(p.exited)
-		}
-		close(p.done)
-	})
-}
-
-func (p *process) exitedYet() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
 // Wait implements warden.Process.
 func (p *process) Wait(ctx context.Context) (int, error) {
-	select {
-	case <-p.done:
-		return p.status, nil
-	case <-ctx.Done():
-		return 0, fmt.Errorf("linux: wait %s/%s: %w", p.c.handle, p.id, ctx.Err())
+	status, err := p.exit.Wait(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("linux: wait %s/%s: %w", p.c.handle, p.id, err)
 	}
+	return status, nil
 }
 
 // Signal implements warden.Process.
@@ -106,7 +80,7 @@ func (p *process) Signal(ctx context.Context, sig warden.Signal) error {
 		return err
 	}
 	done := fmt.Errorf("linux: signal %s/%s: %w", p.c.handle, p.id, warden.ErrProcessDone)
-	if p.exitedYet() || !p.c.initAlive() {
+	if p.exit.HasExited() || !p.c.initAlive() {
 		return done
 	}
 	r, conn, err := p.c.call(ctx, request{Op: opSignal, ID: p.id, Signal: int(sig)})
@@ -173,7 +147,7 @@ func (c *container) processExited(p *process, status int) {
 		}
 	}
 	c.mu.Unlock()
-	p.finish(status)
+	p.exit.Finish(status)
 	c.b.log.Info("process-exited", "handle", c.handle, "process", p.id, "pid", p.pid, "status", status, "reason", p.reason)
 }
 
@@ -224,7 +198,7 @@ func (c *container) startLocked(ctx context.Context, id, dir string, spec warden
 		UID: uint32(c.uid), GID: uint32(c.uid), NoFile: c.st.Limits.FileDescriptors,
 	}
 	p := newProcess(c, id, 0)
-	p.stdoutPath, p.stderrPath = spec.StdoutPath, spec.StderrPath
+	p.stdout.Path, p.stderr.Path = spec.StdoutPath, spec.StderrPath
 	if c.cg != nil {
 		p.oomBefore, _ = c.cg.oomKills()
 	}
@@ -233,11 +207,11 @@ func (c *container) startLocked(ctx context.Context, id, dir string, spec warden
 		return nil, err
 	}
 	defer r.Close()
-	sio := &stdio{owner: c.owner()}
-	defer sio.closeChildEnds()
+	sio := &processIO{Streams: stdio.Streams{Owner: c.owner(), FollowPoll: followPoll}}
+	defer sio.CloseChildEnds()
 	files, err := sio.setup(r, es, pio, p)
 	if err != nil {
-		sio.abort()
+		sio.Abort()
 		return nil, err
 	}
 	rep, conn, pipes, err := c.callFiles(ctx, request{Op: opRun, ID: id, Exec: es}, files...)
@@ -251,18 +225,18 @@ func (c *container) startLocked(ctx context.Context, id, dir string, spec warden
 		}
 	}
 	if err != nil {
-		sio.abort()
+		sio.Abort()
 		return nil, err
 	}
-	sio.closeChildEnds() // the process holds them now
+	sio.CloseChildEnds() // the process holds them now
 	p.pid = rep.PID
 	c.procs[id] = p
 	c.st.Processes = append(c.st.Processes, processState{ID: id, PID: p.pid, StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath})
 	c.pruneLocked()
 	c.persistLocked()
-	c.b.metrics.started.Inc()
+	c.b.metrics.Started.Inc()
 	c.b.log.Info("process-started", "handle", c.handle, "process", id, "pid", p.pid, "path", spec.Path)
-	sio.start(p)
+	sio.Start(p.exit.Exited())
 	go func() {
 		// Ends when the init reports the exit, dies, or the backend closes.
 		status, ok := p.awaitExit(conn)
@@ -272,8 +246,8 @@ func (c *container) startLocked(ctx context.Context, id, dir string, spec warden
 		if !ok {
 			status = warden.ExitStatusUnknown
 		}
-		close(p.exited)
-		sio.drain(c.b.cfg.OutputDrainTimeout, c.appEmpty)
+		p.exit.MarkExited()
+		sio.Drain(c.b.cfg.OutputDrainTimeout, c.drainMore)
 		c.processExited(p, status)
 	}()
 	return p, nil
@@ -313,120 +287,52 @@ func (c *container) Attach(ctx context.Context, id string, pio warden.ProcessIO)
 	if p == nil {
 		return nil, c.errorf("attach", fmt.Errorf("process %q: %w", id, warden.ErrNotFound))
 	}
-	if p.exitedYet() {
+	if p.exit.HasExited() {
 		return p, nil
 	}
-	c.attachStream(p, p.stdout, p.stdoutPath, pio.Stdout)
-	c.attachStream(p, p.stderr, p.stderrPath, pio.Stderr)
+	p.stdout.Attach(c.rootfs, pio.Stdout, p.exit.Exited(), followPoll)
+	p.stderr.Attach(c.rootfs, pio.Stderr, p.exit.Exited(), followPoll)
 	return p, nil
 }
 
-// attachStream connects w to one output stream of p: the pipe's fan-out,
-// or a follower of the output file from its current end.
-func (c *container) attachStream(p *process, f *fanout, file string, w io.Writer) {
-	switch {
-	case w == nil:
-	case f != nil:
-		f.add(w)
-	case file != "":
-		r, err := os.OpenRoot(c.rootfs)
-		if err != nil {
-			return
-		}
-		defer r.Close()
-		rp, err := resolve(r, file, true)
-		if err != nil {
-			return
-		}
-		in, err := r.Open(rp)
-		if err != nil {
-			return
-		}
-		if _, err := in.Seek(0, io.SeekEnd); err != nil {
-			in.Close()
-			return
-		}
-		go follow(in, w, p.exited) // ends after the process exits
-	}
-}
-
-// fanout copies a stream to writers added over time.
-type fanout struct {
-	mu sync.Mutex
-	ws []io.Writer
-}
-
-func (f *fanout) add(w io.Writer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ws = append(f.ws, w)
-}
-
-// Write never fails: a caller's broken writer must not stop the process's
-// output reaching the others.
-func (f *fanout) Write(b []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, w := range f.ws {
-		_, _ = w.Write(b)
-	}
-	return len(b), nil
-}
-
-// stdio wires a process's standard streams. Output files are opened here
+// processIO wires a process's standard streams. Output files are opened here
 // and travel to the init as descriptors; pipes are made by the init, which
 // returns our ends (see execSpec.Stdio).
-type stdio struct {
-	owner     owner
-	childEnds []*os.File // files sent to the init, closed here after
-	ours      []*os.File // our ends, closed on abort
-	stdin     io.Reader
-	stdinW    *os.File
-	outs      []*fanout // fan-outs waiting for a pipe, in stream order
-	pipes     []pipeCopy
-	follows   []fileFollow
-	drained   []chan struct{}
-}
-
-type pipeCopy struct {
-	r *os.File
-	w *fanout
-}
-
-type fileFollow struct {
-	f *os.File
-	w io.Writer
+type processIO struct {
+	stdio.Streams
+	stdin io.Reader       // the caller's, for the init's stdin pipe
+	outs  []*stdio.Fanout // fan-outs waiting for a pipe, in stream order
 }
 
 // setup prepares the streams, marks their kinds in es, and returns the
 // descriptors to pass, in order.
-func (s *stdio) setup(r *os.Root, es *execSpec, pio warden.ProcessIO, p *process) ([]*os.File, error) {
+func (s *processIO) setup(r *os.Root, es *execSpec, pio warden.ProcessIO, p *process) ([]*os.File, error) {
 	var files []*os.File
 	if pio.Stdin != nil {
 		s.stdin, es.Stdio[0] = pio.Stdin, streamPipe
 	}
 	for i, o := range []struct {
-		file string
-		w    io.Writer
-		fo   **fanout
-	}{{p.stdoutPath, pio.Stdout, &p.stdout}, {p.stderrPath, pio.Stderr, &p.stderr}} {
-		f, fo, err := s.output(r, o.file, o.w)
-		if err != nil {
-			return nil, err
-		}
+		out *stdio.Output
+		w   io.Writer
+	}{{&p.stdout, pio.Stdout}, {&p.stderr, pio.Stderr}} {
 		switch {
-		case f != nil:
+		case o.out.Path != "":
+			f, err := s.OpenFile(r, o.out.Path, o.w)
+			if err != nil {
+				return nil, err
+			}
 			files, es.Stdio[i+1] = append(files, f), streamFile
-		case fo != nil:
-			*o.fo, es.Stdio[i+1] = fo, streamPipe
-			s.outs = append(s.outs, fo)
+		case o.w != nil:
+			o.out.Fanout = stdio.NewFanout(o.w)
+			es.Stdio[i+1] = streamPipe
+			s.outs = append(s.outs, o.out.Fanout)
 		}
 	}
 	return files, nil
 }
 
 // connect takes the ends of the pipes the init made, in stream order.
-func (s *stdio) connect(pipes []*os.File) error {
+func (s *processIO) connect(pipes []*os.File) error {
 	want := len(s.outs)
 	if s.stdin != nil {
 		want++
@@ -434,155 +340,33 @@ func (s *stdio) connect(pipes []*os.File) error {
 	if len(pipes) != want {
 		return fmt.Errorf("init returned %d pipes, want %d", len(pipes), want)
 	}
-	s.ours = append(s.ours, pipes...)
 	if s.stdin != nil {
-		s.stdinW, pipes = pipes[0], pipes[1:]
+		s.Stdin(pipes[0], s.stdin)
+		pipes = pipes[1:]
 	}
 	for i, fo := range s.outs {
-		s.pipes = append(s.pipes, pipeCopy{r: pipes[i], w: fo})
+		s.Pipe(pipes[i], fo)
 	}
 	return nil
 }
 
-// output prepares one output stream: a file in the container (followed
-// into w if any), a fan-out to w fed by a pipe, or nothing.
-func (s *stdio) output(r *os.Root, file string, w io.Writer) (*os.File, *fanout, error) {
-	if file != "" {
-		p, err := resolve(r, file, true)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := mkdirAll(r, path.Dir(p), 0o755, s.owner); err != nil {
-			return nil, nil, err
-		}
-		f, err := r.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, nil, fsError(err)
-		}
-		s.childEnds = append(s.childEnds, f)
-		if err := f.Chown(s.owner.uid, s.owner.gid); err != nil {
-			return nil, nil, err
-		}
-		if w != nil {
-			in, err := r.Open(p)
-			if err == nil {
-				_, err = in.Seek(0, io.SeekEnd)
-			}
-			if err != nil {
-				return nil, nil, fsError(err)
-			}
-			s.ours = append(s.ours, in)
-			s.follows = append(s.follows, fileFollow{f: in, w: w})
-		}
-		return f, nil, nil
-	}
-	if w == nil {
-		return nil, nil, nil
-	}
-	return nil, &fanout{ws: []io.Writer{w}}, nil
-}
-
-// closeChildEnds closes our copies of the files sent to the init.
-// Idempotent.
-func (s *stdio) closeChildEnds() {
-	closeAll(s.childEnds)
-	s.childEnds = nil
-}
-
-func (s *stdio) abort() { closeAll(s.ours) }
-
-// start launches the copying goroutines.
-func (s *stdio) start(p *process) {
-	if s.stdinW != nil {
-		go func() {
-			// Ends at the end of the caller's reader, or when the process
-			// has gone and writing fails; a reader that never returns
-			// keeps it (documented on warden.ProcessIO).
-			_, _ = io.Copy(s.stdinW, s.stdin)
-			s.stdinW.Close()
-		}()
-	}
-	for _, pc := range s.pipes {
-		ch := make(chan struct{})
-		s.drained = append(s.drained, ch)
-		go func() {
-			// Ends at EOF: when the process and every descendant holding
-			// the pipe have exited (Stop and Destroy ensure that).
-			defer close(ch)
-			_, _ = io.Copy(pc.w, pc.r)
-			pc.r.Close()
-		}()
-	}
-	for _, ff := range s.follows {
-		ch := make(chan struct{})
-		s.drained = append(s.drained, ch)
-		go func() {
-			defer close(ch)
-			follow(ff.f, ff.w, p.exited)
-		}()
-	}
-}
-
-// drainCap bounds how long drain waits for the end of output once no
-// process of the container is left (see drain).
+// drainCap bounds how long Wait waits for the end of output once no
+// process of the container is left (see drainMore).
 const drainCap = 10 * time.Second
 
-// drain waits for the output to be delivered: the pipes' ends of file
-// come when every process holding their write ends has exited. Orphaned
-// descendants may hold them for long, so drain waits at most timeout
-// while the container still has processes. Once it has none, nothing can
-// hold them, and drain waits on (up to drainCap): a loaded host can take
-// longer than timeout just to schedule the copying goroutines.
-func (s *stdio) drain(timeout time.Duration, empty func() bool) {
-	if len(s.drained) == 0 {
-		return
+// drainMore is the extra time to wait for the end of a process's output
+// after Config.OutputDrainTimeout: the pipes' ends of file come when every
+// process holding their write ends has exited. Orphaned descendants may
+// hold them for long, so none while the container still has processes.
+// Once it has none, nothing can hold them, and the end is sure to come
+// (up to drainCap): a loaded host can take longer than the timeout just to
+// schedule the copying goroutines.
+func (c *container) drainMore() time.Duration {
+	if c.appEmpty() {
+		return drainCap
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	var capped <-chan time.Time
-	for _, ch := range s.drained {
-		for waiting := true; waiting; {
-			select {
-			case <-ch:
-				waiting = false
-			case <-t.C:
-				if !empty() {
-					return
-				}
-				c := time.NewTimer(drainCap)
-				defer c.Stop()
-				capped = c.C
-			case <-capped:
-				return
-			}
-		}
-	}
+	return 0
 }
 
 // followPoll is how often an output file is checked for new data.
 const followPoll = 10 * time.Millisecond
-
-// follow copies what is appended to f into w until exited is closed, then
-// copies the rest and closes f.
-func follow(f *os.File, w io.Writer, exited <-chan struct{}) {
-	defer f.Close()
-	t := time.NewTicker(followPoll)
-	defer t.Stop()
-	buf := make([]byte, 32<<10)
-	final := false
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			_, _ = w.Write(buf[:n])
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) || final {
-			return
-		}
-		select {
-		case <-exited:
-			final = true // one more read to the end
-		case <-t.C:
-		}
-	}
-}

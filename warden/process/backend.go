@@ -79,13 +79,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,6 +90,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/hostfs"
+	"github.com/kiln-paas/kiln/warden/internal/portmap"
+	"github.com/kiln-paas/kiln/warden/internal/statefile"
 )
 
 // Config configures a process Backend.
@@ -198,7 +198,7 @@ type Backend struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
-	ports      map[uint32]string // host port -> handle
+	ports      portmap.Map // host port -> handle, its own lock
 }
 
 var _ warden.Backend = (*Backend)(nil)
@@ -244,7 +244,6 @@ func New(cfg Config) (*Backend, error) {
 		ctx:        ctx,
 		cancel:     cancel,
 		containers: map[string]*container{},
-		ports:      map[uint32]string{},
 	}
 	if err := b.load(); err != nil {
 		b.Close()
@@ -295,34 +294,25 @@ func (b *Backend) Close() error {
 
 // load reattaches to the containers under Root.
 func (b *Backend) load() error {
-	entries, err := os.ReadDir(b.cfg.Root)
-	if err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	for _, e := range entries {
-		if !e.IsDir() || warden.ValidateHandle(e.Name()) != nil {
-			continue
-		}
-		dir := filepath.Join(b.cfg.Root, e.Name())
-		raw, err := os.ReadFile(filepath.Join(dir, stateFile))
-		if err != nil {
-			b.log.Warn("container-skipped", "dir", dir, "error", err)
-			continue
-		}
+	err := statefile.Scan(b.cfg.Root, b.log, func(handle, dir string, raw []byte) error {
 		st, err := decodeState(raw)
-		if err != nil || st.Handle != e.Name() {
-			b.log.Warn("container-skipped", "dir", dir, "error", err)
-			continue
+		if err == nil && st.Handle != handle {
+			err = fmt.Errorf("state of %q in directory %q", st.Handle, handle)
+		}
+		if err != nil {
+			return err
 		}
 		c := b.newContainer(dir, st)
 		c.reattach()
 		b.containers[st.Handle] = c
-		for _, m := range st.Ports {
-			b.ports[m.HostPort] = st.Handle
-		}
+		b.ports.Restore(st.Handle, st.Ports)
 		b.log.Info("container-reattached", "handle", st.Handle, "processes", len(c.procs))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("process: %w", err)
 	}
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	return nil
 }
 
@@ -359,15 +349,7 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 		}
 		return nil, fmt.Errorf("process: create %s: %w", handle, err)
 	}
-	st := &containerState{
-		Version:    stateVersion,
-		Handle:     handle,
-		Properties: maps.Clone(spec.Properties),
-		Env:        spec.Env,
-		Limits:     spec.Limits,
-		State:      warden.StateActive,
-		Created:    time.Now().UTC(),
-	}
+	st := &containerState{Container: statefile.New(stateVersion, handle, spec)}
 	err := os.Mkdir(filepath.Join(dir, rootDir), 0o755)
 	if err == nil {
 		err = writeState(dir, st)
@@ -378,7 +360,7 @@ func (b *Backend) Create(ctx context.Context, spec warden.ContainerSpec) (warden
 	}
 	c := b.newContainer(dir, st)
 	b.containers[handle] = c
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	b.log.Info("container-created", "handle", handle)
 	return c, nil
 }
@@ -428,13 +410,9 @@ func (b *Backend) Destroy(ctx context.Context, handle string) error {
 	if b.containers[handle] == c {
 		delete(b.containers, handle)
 	}
-	for port, h := range b.ports {
-		if h == handle {
-			delete(b.ports, port)
-		}
-	}
-	b.metrics.containers.Set(float64(len(b.containers)))
+	b.metrics.Containers.Set(float64(len(b.containers)))
 	b.mu.Unlock()
+	b.ports.Release(handle)
 	b.log.Info("container-destroyed", "handle", handle)
 	return nil
 }
@@ -453,36 +431,13 @@ func (b *Backend) Capacity(ctx context.Context) (warden.Capacity, error) {
 		capa.MemoryBytes = m
 	}
 	if capa.DiskBytes == 0 {
-		var fs unix.Statfs_t
-		if err := unix.Statfs(b.cfg.Root, &fs); err != nil {
-			return warden.Capacity{}, fmt.Errorf("process: capacity: statfs %s: %w", b.cfg.Root, err)
+		free, err := hostfs.FreeBytes(b.cfg.Root)
+		if err != nil {
+			return warden.Capacity{}, fmt.Errorf("process: capacity: %w", err)
 		}
-		capa.DiskBytes = fs.Bavail * uint64(fs.Bsize)
+		capa.DiskBytes = free
 	}
 	return capa, nil
-}
-
-// reservePort maps hostPort (0: a free one) to handle.
-func (b *Backend) reservePort(handle string, hostPort uint32) (uint32, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.HostIP, strconv.FormatUint(uint64(hostPort), 10)))
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return 0, fmt.Errorf("host port %d in use: %w", hostPort, warden.ErrExists)
-		}
-		return 0, fmt.Errorf("find port: %w", err)
-	}
-	// Released at once so the container's process can bind it; the kernel
-	// hands out ephemeral ports round-robin, so another program taking it
-	// in the meantime is unlikely.
-	port := uint32(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if h, ok := b.ports[port]; ok {
-		return 0, fmt.Errorf("host port %d mapped by %s: %w", port, h, warden.ErrExists)
-	}
-	b.ports[port] = handle
-	return port, nil
 }
 
 // watchMemory enforces memory limits until Close.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/hostfs"
 )
 
 // killPoll is how often Stop checks whether processes have gone: short,
@@ -58,12 +58,7 @@ func (c *container) errorf(op string, err error) error {
 func (c *container) matches(match warden.Properties) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, v := range match {
-		if got, ok := c.st.Properties[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+	return c.st.Matches(match)
 }
 
 // checkLocked reports a destroyed container; c.mu is held.
@@ -102,15 +97,15 @@ func (c *container) reattach() {
 	for i := range c.st.Processes {
 		ps := &c.st.Processes[i]
 		p := newProcess(c, ps.ID, ps.PID, ps.StartTicks, false)
-		p.stdoutPath, p.stderrPath = ps.StdoutPath, ps.StderrPath
+		p.stdout.Path, p.stderr.Path = ps.StdoutPath, ps.StderrPath
 		c.procs[ps.ID] = p
 		if ps.Exited {
-			p.finish(ps.ExitStatus)
+			p.exit.Finish(ps.ExitStatus)
 			continue
 		}
 		if !c.b.sameProcess(ps.PID, ps.StartTicks) {
 			ps.Exited, ps.ExitStatus = true, warden.ExitStatusUnknown
-			p.finish(warden.ExitStatusUnknown)
+			p.exit.Finish(warden.ExitStatusUnknown)
 			changed = true
 			continue
 		}
@@ -314,13 +309,13 @@ func (c *container) awaitExits(ctx context.Context) error {
 	c.mu.Unlock()
 	for _, p := range procs {
 		if !p.child {
-			if !p.exitedYet() && !c.b.sameProcess(p.pid, p.startTicks) {
+			if !p.exit.HasExited() && !c.b.sameProcess(p.pid, p.startTicks) {
 				c.processExited(p, warden.ExitStatusUnknown)
 			}
 			continue
 		}
 		select {
-		case <-p.done:
+		case <-p.exit.Done():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -356,25 +351,10 @@ func (c *container) destroy(ctx context.Context) error {
 	if err := c.killAll(ctx, 0); err != nil {
 		return c.errorf("destroy", err)
 	}
-	if err := removeAll(c.dir); err != nil {
+	if err := hostfs.RemoveAll(c.dir); err != nil {
 		return c.errorf("destroy", err)
 	}
 	return nil
-}
-
-// removeAll removes dir even when processes left directories without
-// write permission.
-func removeAll(dir string) error {
-	if err := os.RemoveAll(dir); err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(dir)
 }
 
 // NetIn implements warden.Container.
@@ -391,7 +371,7 @@ func (c *container) NetIn(ctx context.Context, hostPort, containerPort uint32) (
 	if stopped {
 		return warden.PortMapping{}, c.errorf("net in", warden.ErrStopped)
 	}
-	port, err := c.b.reservePort(c.handle, max(hostPort, containerPort))
+	port, err := c.b.ports.Reserve(c.b.cfg.HostIP, c.handle, max(hostPort, containerPort))
 	if err != nil {
 		return warden.PortMapping{}, c.errorf("net in", err)
 	}
@@ -459,7 +439,7 @@ func (c *container) enforceMemory(x *procIndex) {
 	if !over {
 		return
 	}
-	c.b.metrics.oomKills.Inc()
+	c.b.metrics.OOMKills.Inc()
 	c.b.log.Warn("oom-kill", "handle", c.handle, "rss", rss, "limit", limit)
 	ctx, cancel := context.WithTimeout(c.b.ctx, 10*time.Second)
 	defer cancel()
@@ -478,61 +458,34 @@ func (c *container) Info(ctx context.Context) (warden.ContainerInfo, error) {
 		return warden.ContainerInfo{}, c.errorf("info", err)
 	}
 	live := c.members(x)
-	disk, err := diskUsage(c.rootfs)
+	disk, err := hostfs.DiskUsage(c.rootfs)
 	if err != nil {
 		return warden.ContainerInfo{}, c.errorf("info", err)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	info := warden.ContainerInfo{
-		Handle:     c.handle,
-		State:      c.st.State,
-		Properties: maps.Clone(c.st.Properties),
-		HostIP:     c.b.cfg.HostIP,
-		Path:       c.rootfs,
-		Ports:      slices.Clone(c.st.Ports),
-		Limits:     c.st.Limits,
-		Events:     slices.Clone(c.st.Events),
-		Usage:      warden.Usage{DiskBytes: disk},
-	}
+	var pids []int
+	usage := warden.Usage{DiskBytes: disk}
 	var ticks uint64
 	for _, p := range live {
-		info.PIDs = append(info.PIDs, p.PID)
-		info.Usage.MemoryBytes += p.RSSPages * uint64(os.Getpagesize())
+		pids = append(pids, p.PID)
+		usage.MemoryBytes += p.RSSPages * uint64(os.Getpagesize())
 		ticks += p.CPUTicks
 	}
-	info.Usage.CPU = ticksToDuration(ticks)
-	for id, p := range c.procs {
-		if !p.exitedYet() {
-			info.ProcessIDs = append(info.ProcessIDs, id)
-		}
-	}
-	slices.Sort(info.PIDs)
-	slices.Sort(info.ProcessIDs)
-	return info, nil
+	usage.CPU = ticksToDuration(ticks)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.Info(c.b.cfg.HostIP, c.rootfs, pids, usage, c.liveIDsLocked()), nil
 }
 
-// diskUsage sums the sizes of the regular files under dir.
-func diskUsage(dir string) (uint64, error) {
-	var sum uint64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while walking
-			}
-			return err
+// liveIDsLocked lists the ids of the processes that have not exited;
+// c.mu is held.
+func (c *container) liveIDsLocked() []string {
+	var ids []string
+	for id, p := range c.procs {
+		if !p.exit.HasExited() {
+			ids = append(ids, id)
 		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				sum += uint64(fi.Size())
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("disk usage: %w", err)
 	}
-	return sum, nil
+	return ids
 }
 
 // StreamIn implements warden.Container.
@@ -543,7 +496,7 @@ func (c *container) StreamIn(ctx context.Context, dst string, r io.Reader) error
 	c.mu.Lock()
 	limit := c.st.Limits.DiskBytes
 	c.mu.Unlock()
-	if err := extract(ctx, c.rootfs, dst, r, limit); err != nil {
+	if err := hostfs.Extract(ctx, c.rootfs, dst, r, limit, nil); err != nil {
 		return c.errorf("stream in "+dst, err)
 	}
 	return nil
@@ -554,7 +507,7 @@ func (c *container) StreamOut(ctx context.Context, src string) (io.ReadCloser, e
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
-	rc, err := archive(ctx, c.rootfs, src)
+	rc, err := hostfs.Archive(ctx, c.rootfs, src)
 	if err != nil {
 		return nil, c.errorf("stream out "+src, err)
 	}

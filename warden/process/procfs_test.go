@@ -3,13 +3,12 @@ package process
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/statefile"
 )
 
 func TestParseStat(t *testing.T) {
@@ -73,8 +72,8 @@ func FuzzParseStat(f *testing.F) {
 }
 
 func TestDecodeState(t *testing.T) {
-	good := containerState{Version: stateVersion, Handle: "h", State: warden.StateActive,
-		Processes: []processState{{ID: "p", PID: 42}}}
+	good := containerState{Container: statefile.Container{Version: stateVersion, Handle: "h", State: warden.StateActive},
+		Processes: []processState{{Process: statefile.Process{ID: "p", PID: 42}}}}
 	tests := []struct {
 		name   string
 		mutate func(*containerState)
@@ -107,42 +106,11 @@ func TestDecodeState(t *testing.T) {
 	}
 }
 
-func TestWriteStateAtomic(t *testing.T) {
-	dir := t.TempDir()
-	for i := range 3 {
-		s := &containerState{Version: stateVersion, Handle: "h", State: warden.StateActive, Processes: make([]processState, i)}
-		for j := range s.Processes {
-			s.Processes[j] = processState{ID: "p", PID: 100 + j}
-		}
-		if err := writeState(dir, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 1 || entries[0].Name() != stateFile {
-		t.Errorf("directory holds %v, want only %s (no temporary files left)", entries, stateFile)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decodeState(b)
-	if err != nil || len(got.Processes) != 2 {
-		t.Errorf("final state %+v, %v", got, err)
-	}
-	if err := writeState(filepath.Join(dir, "missing"), &containerState{}); err == nil || !strings.Contains(err.Error(), "write state") {
-		t.Errorf("writeState into a missing dir = %v", err)
-	}
-}
-
 // FuzzDecodeState: state files are read back after a restart and may be
 // torn or edited; decoding must never panic and what it accepts is valid.
 func FuzzDecodeState(f *testing.F) {
-	b, _ := json.Marshal(containerState{Version: stateVersion, Handle: "h", State: warden.StateStopped,
-		Processes: []processState{{ID: "p", PID: 7, Exited: true}}})
+	b, _ := json.Marshal(containerState{Container: statefile.Container{Version: stateVersion, Handle: "h", State: warden.StateStopped},
+		Processes: []processState{{Process: statefile.Process{ID: "p", PID: 7, Exited: true}}}})
 	f.Add(b)
 	f.Add([]byte(`{"version":1,"handle":"","state":"active"}`))
 	f.Add([]byte(`null`))

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +19,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-paas/kiln/warden"
+	"github.com/kiln-paas/kiln/warden/internal/exitstatus"
+	"github.com/kiln-paas/kiln/warden/internal/hostfs"
+	"github.com/kiln-paas/kiln/warden/internal/statefile"
+	"github.com/kiln-paas/kiln/warden/internal/stdio"
 )
 
 // quietDrainTimeout bounds the wait for output after the process exited
@@ -39,13 +42,9 @@ type process struct {
 	startTicks uint64
 	child      bool // started by this Backend, so its exit status is known
 
-	stdout, stderr         *fanout // pipe-fed streams, nil when none
-	stdoutPath, stderrPath string  // container paths, "" when none
+	stdout, stderr stdio.Output
 
-	exited chan struct{} // closed once the process has exited
-	done   chan struct{} // closed once exit and output are recorded
-	once   sync.Once
-	status int
+	exit *exitstatus.Exit // Done once exit and output are recorded
 }
 
 var _ warden.Process = (*process)(nil)
@@ -53,44 +52,20 @@ var _ warden.Process = (*process)(nil)
 func newProcess(c *container, id string, pid int, startTicks uint64, child bool) *process {
 	return &process{
 		id: id, c: c, pid: pid, startTicks: startTicks, child: child,
-		exited: make(chan struct{}),
-		done:   make(chan struct{}),
+		exit: exitstatus.New(),
 	}
 }
 
 // ID implements warden.Process.
 func (p *process) ID() string { return p.id }
 
-// finish records status and releases waiters; later calls are ignored.
-func (p *process) finish(status int) {
-	p.once.Do(func() {
-		p.status = status
-		select {
-		case <-p.exited:
-		default:
-			close(p.exited)
-		}
-		close(p.done)
-	})
-}
-
-func (p *process) exitedYet() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
 // Wait implements warden.Process.
 func (p *process) Wait(ctx context.Context) (int, error) {
-	select {
-	case <-p.done:
-		return p.status, nil
-	case <-ctx.Done():
-		return 0, fmt.Errorf("process: wait %s/%s: %w", p.c.handle, p.id, ctx.Err())
+	status, err := p.exit.Wait(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("process: wait %s/%s: %w", p.c.handle, p.id, err)
 	}
+	return status, nil
 }
 
 // Signal implements warden.Process.
@@ -99,7 +74,7 @@ func (p *process) Signal(ctx context.Context, sig warden.Signal) error {
 		return err
 	}
 	done := fmt.Errorf("process: signal %s/%s: %w", p.c.handle, p.id, warden.ErrProcessDone)
-	if p.exitedYet() {
+	if p.exit.HasExited() {
 		return done
 	}
 	// A child's pid cannot be reused before its waiter reaps it; a
@@ -125,7 +100,7 @@ func (p *process) pollExit() {
 		select {
 		case <-p.c.b.ctx.Done():
 			return
-		case <-p.done:
+		case <-p.exit.Done():
 			return
 		case <-t.C:
 		}
@@ -147,7 +122,7 @@ func (c *container) processExited(p *process, status int) {
 		}
 	}
 	c.mu.Unlock()
-	p.finish(status)
+	p.exit.Finish(status)
 	c.b.log.Info("process-exited", "handle", c.handle, "process", p.id, "pid", p.pid, "status", status)
 }
 
@@ -190,7 +165,7 @@ func (c *container) startLocked(id string, spec warden.ProcessSpec, pio warden.P
 		return nil, err
 	}
 	defer r.Close()
-	dir, err := resolve(r, spec.Dir, true)
+	dir, err := hostfs.Resolve(r, spec.Dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -226,15 +201,15 @@ func (c *container) startLocked(id string, spec warden.ProcessSpec, pio warden.P
 	}
 
 	p := newProcess(c, id, 0, 0, true)
-	p.stdoutPath, p.stderrPath = spec.StdoutPath, spec.StderrPath
-	sio := &stdio{}
-	defer sio.closeChildEnds()
-	if err := sio.setup(r, cmd, pio, p); err != nil {
-		sio.abort()
+	p.stdout.Path, p.stderr.Path = spec.StdoutPath, spec.StderrPath
+	sio := &stdio.Streams{FollowPoll: followPoll}
+	defer sio.CloseChildEnds()
+	if err := setupStdio(sio, r, cmd, pio, p); err != nil {
+		sio.Abort()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		sio.abort()
+		sio.Abort()
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
 	p.pid = cmd.Process.Pid
@@ -244,19 +219,19 @@ func (c *container) startLocked(id string, spec warden.ProcessSpec, pio warden.P
 	}
 	c.procs[id] = p
 	c.st.Processes = append(c.st.Processes, processState{
-		ID: id, PID: p.pid, StartTicks: p.startTicks,
-		StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath,
+		Process:    statefile.Process{ID: id, PID: p.pid, StdoutPath: spec.StdoutPath, StderrPath: spec.StderrPath},
+		StartTicks: p.startTicks,
 	})
 	c.persistLocked()
-	c.b.metrics.started.Inc()
+	c.b.metrics.Started.Inc()
 	c.b.log.Info("process-started", "handle", c.handle, "process", id, "pid", p.pid, "path", spec.Path)
-	sio.start(p)
+	sio.Start(p.exit.Exited())
 
 	go func() {
 		// Ends when the process exits; nothing else can end it.
 		state, err := cmd.Process.Wait()
 		status := exitStatus(state, err)
-		close(p.exited)
+		p.exit.MarkExited()
 		drain := c.b.cfg.OutputDrainTimeout
 		if errors.Is(unix.Kill(-p.pid, 0), unix.ESRCH) {
 			// Nobody left in the group to hold the pipes: EOF is coming,
@@ -264,7 +239,7 @@ func (c *container) startLocked(id string, spec warden.ProcessSpec, pio warden.P
 			// descendant in a session of its own could still hold them).
 			drain = max(drain, quietDrainTimeout)
 		}
-		sio.drain(drain)
+		sio.Drain(drain, nil)
 		c.processExited(p, status)
 	}()
 	return p, nil
@@ -327,7 +302,7 @@ func (c *container) lookPath(r *os.Root, prog string, env []string, dir string) 
 		if !path.IsAbs(prog) {
 			return executable(filepath.Join(dir, prog))
 		}
-		if p, err := resolve(r, prog, true); err == nil {
+		if p, err := hostfs.Resolve(r, prog, true); err == nil {
 			if found, err := executable(filepath.Join(c.rootfs, p)); err == nil {
 				return found, nil
 			}
@@ -371,110 +346,38 @@ func (c *container) Attach(ctx context.Context, id string, pio warden.ProcessIO)
 	if p == nil {
 		return nil, c.errorf("attach", fmt.Errorf("process %q: %w", id, warden.ErrNotFound))
 	}
-	if p.exitedYet() {
+	if p.exit.HasExited() {
 		return p, nil
 	}
-	c.attachStream(p, p.stdout, p.stdoutPath, pio.Stdout)
-	c.attachStream(p, p.stderr, p.stderrPath, pio.Stderr)
+	p.stdout.Attach(c.rootfs, pio.Stdout, p.exit.Exited(), followPoll)
+	p.stderr.Attach(c.rootfs, pio.Stderr, p.exit.Exited(), followPoll)
 	return p, nil
 }
 
-// attachStream connects w to one output stream of p: the pipe's fan-out,
-// or a follower of the output file from its current end.
-func (c *container) attachStream(p *process, f *fanout, file string, w io.Writer) {
-	switch {
-	case w == nil:
-	case f != nil:
-		f.add(w)
-	case file != "":
-		r, err := os.OpenRoot(c.rootfs)
-		if err != nil {
-			return
-		}
-		defer r.Close()
-		rp, err := resolve(r, file, true)
-		if err != nil {
-			return
-		}
-		in, err := r.Open(rp)
-		if err != nil {
-			return
-		}
-		if _, err := in.Seek(0, io.SeekEnd); err != nil {
-			in.Close()
-			return
-		}
-		go follow(in, w, p.exited) // ends after the process exits
-	}
-}
-
-// fanout copies a stream to writers added over time.
-type fanout struct {
-	mu sync.Mutex
-	ws []io.Writer
-}
-
-func (f *fanout) add(w io.Writer) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.ws = append(f.ws, w)
-}
-
-// Write never fails: a caller's broken writer must not stop the process's
-// output reaching the others.
-func (f *fanout) Write(b []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, w := range f.ws {
-		_, _ = w.Write(b)
-	}
-	return len(b), nil
-}
-
-// stdio wires a process's standard streams.
-type stdio struct {
-	childEnds  []*os.File // given to the child, closed in the parent after start
-	parentEnds []*os.File // ours, closed on abort
-	stdin      io.Reader
-	stdinW     *os.File
-	pipes      []pipeCopy
-	follows    []fileFollow
-	drained    []chan struct{}
-}
-
-type pipeCopy struct {
-	r *os.File
-	w *fanout
-}
-
-type fileFollow struct {
-	f *os.File
-	w io.Writer
-}
-
-func (s *stdio) setup(r *os.Root, cmd *exec.Cmd, pio warden.ProcessIO, p *process) error {
+// setupStdio prepares p's standard streams for cmd: pipes for a stdin
+// reader and for writers of output not going to a file, output files
+// (followed into their writers).
+func setupStdio(s *stdio.Streams, r *os.Root, cmd *exec.Cmd, pio warden.ProcessIO, p *process) error {
 	if pio.Stdin != nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return err
 		}
-		s.childEnds = append(s.childEnds, pr)
-		s.parentEnds = append(s.parentEnds, pw)
-		cmd.Stdin, s.stdin, s.stdinW = pr, pio.Stdin, pw
+		s.ChildEnd(pr)
+		s.Stdin(pw, pio.Stdin)
+		cmd.Stdin = pr
 	}
-	out, fo, err := s.output(r, p.stdoutPath, pio.Stdout)
+	out, err := output(s, r, &p.stdout, pio.Stdout)
 	if err != nil {
 		return err
 	}
-	p.stdout = fo
 	if out != nil { // a nil *os.File in the interface would not mean /dev/null
 		cmd.Stdout = out
 	}
-	errf, fe, err := s.output(r, p.stderrPath, pio.Stderr)
+	errf, err := output(s, r, &p.stderr, pio.Stderr)
 	if err != nil {
 		return err
 	}
-	p.stderr = fe
 	if errf != nil {
 		cmd.Stderr = errf
 	}
@@ -482,132 +385,20 @@ func (s *stdio) setup(r *os.Root, cmd *exec.Cmd, pio warden.ProcessIO, p *proces
 }
 
 // output prepares one output stream: a file (followed into w if any), a
-// pipe into w, or nothing.
-func (s *stdio) output(r *os.Root, file string, w io.Writer) (*os.File, *fanout, error) {
-	if file != "" {
-		p, err := resolve(r, file, true)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := mkdirAll(r, path.Dir(p), 0o755); err != nil {
-			return nil, nil, err
-		}
-		f, err := r.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, nil, fsError(err)
-		}
-		s.childEnds = append(s.childEnds, f)
-		if w != nil {
-			in, err := r.Open(p)
-			if err == nil {
-				_, err = in.Seek(0, io.SeekEnd)
-			}
-			if err != nil {
-				return nil, nil, fsError(err)
-			}
-			s.parentEnds = append(s.parentEnds, in)
-			s.follows = append(s.follows, fileFollow{f: in, w: w})
-		}
-		return f, nil, nil
+// pipe into w (recorded in o for later writers), or nothing.
+func output(s *stdio.Streams, r *os.Root, o *stdio.Output, w io.Writer) (*os.File, error) {
+	if o.Path != "" {
+		return s.OpenFile(r, o.Path, w)
 	}
 	if w == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s.childEnds = append(s.childEnds, pw)
-	s.parentEnds = append(s.parentEnds, pr)
-	fo := &fanout{ws: []io.Writer{w}}
-	s.pipes = append(s.pipes, pipeCopy{r: pr, w: fo})
-	return pw, fo, nil
-}
-
-// closeChildEnds closes the parent's copies of the child's ends: after
-// start the child holds them, so readers see EOF when it (and its
-// descendants) exit.
-func (s *stdio) closeChildEnds() {
-	for _, f := range s.childEnds {
-		f.Close()
-	}
-}
-
-func (s *stdio) abort() {
-	for _, f := range s.parentEnds {
-		f.Close()
-	}
-}
-
-// start launches the copying goroutines.
-func (s *stdio) start(p *process) {
-	if s.stdinW != nil {
-		go func() {
-			// Ends at the end of the caller's reader, or when the process
-			// has gone and writing fails; a reader that never returns
-			// keeps it (documented on warden.ProcessIO).
-			_, _ = io.Copy(s.stdinW, s.stdin)
-			s.stdinW.Close()
-		}()
-	}
-	for _, pc := range s.pipes {
-		ch := make(chan struct{})
-		s.drained = append(s.drained, ch)
-		go func() {
-			// Ends at EOF: when the process and every descendant holding
-			// the pipe have exited (Stop and Destroy ensure that).
-			defer close(ch)
-			_, _ = io.Copy(pc.w, pc.r)
-			pc.r.Close()
-		}()
-	}
-	for _, ff := range s.follows {
-		ch := make(chan struct{})
-		s.drained = append(s.drained, ch)
-		go func() {
-			defer close(ch)
-			follow(ff.f, ff.w, p.exited)
-		}()
-	}
-}
-
-// drain waits, up to timeout, for output to be delivered.
-func (s *stdio) drain(timeout time.Duration) {
-	if len(s.drained) == 0 {
-		return
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for _, ch := range s.drained {
-		select {
-		case <-ch:
-		case <-t.C:
-			return
-		}
-	}
-}
-
-// follow copies what is appended to f into w until exited is closed, then
-// copies the rest and closes f.
-func follow(f *os.File, w io.Writer, exited <-chan struct{}) {
-	defer f.Close()
-	t := time.NewTicker(followPoll)
-	defer t.Stop()
-	buf := make([]byte, 32<<10)
-	final := false
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			_, _ = w.Write(buf[:n])
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) || final {
-			return
-		}
-		select {
-		case <-exited:
-			final = true // one more read to the end
-		case <-t.C:
-		}
-	}
+	s.ChildEnd(pw)
+	o.Fanout = stdio.NewFanout(w)
+	s.Pipe(pr, o.Fanout)
+	return pw, nil
 }

@@ -1,4 +1,4 @@
-package process
+package hostfs
 
 import (
 	"archive/tar"
@@ -38,12 +38,12 @@ func FuzzExtract(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer func() { _ = removeAll(outer) }()
+		defer func() { _ = RemoveAll(outer) }()
 		rootfs := filepath.Join(outer, "rootfs")
 		if err := os.Mkdir(rootfs, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		_ = extract(context.Background(), rootfs, "dst", bytes.NewReader(data), 1<<20)
+		_ = Extract(context.Background(), rootfs, "dst", bytes.NewReader(data), 1<<20, nil)
 		entries, err := os.ReadDir(outer)
 		if err != nil {
 			t.Fatal(err)
