@@ -102,28 +102,17 @@ func (c *Controller) appView(a store.App, bound []string) appJSON {
 	if a.State == store.AppStarted {
 		running = c.actual.running(a.ID, a.Version, a.Instances, c.now().Add(-c.cfg.HeartbeatTTL))
 	}
-	if bound == nil {
-		bound = []string{}
-	}
-	uris := a.URIs
-	if uris == nil {
-		uris = []string{}
-	}
-	env := a.Env
-	if env == nil {
-		env = []string{}
-	}
 	return appJSON{
 		Name:                a.Name,
 		Staging:             stagingJSON{Model: a.Framework, Stack: a.Runtime, Command: a.Command, Buildpack: a.Buildpack},
-		URIs:                uris,
+		URIs:                orEmpty(a.URIs),
 		Instances:           a.Instances,
 		RunningInstances:    &running,
 		Resources:           resourcesJSON{Memory: a.MemoryMB, Disk: a.DiskMB, FDs: a.FDs},
 		State:               a.State,
-		Services:            bound,
+		Services:            orEmpty(bound),
 		Version:             a.Version,
-		Env:                 env,
+		Env:                 orEmpty(a.Env),
 		Meta:                metaJSON{Version: a.Revision, Created: a.CreatedAt.Unix(), Command: a.Command},
 		PackageState:        a.PackageState,
 		StagingError:        a.StagingError,
@@ -184,12 +173,21 @@ func (c *Controller) appByName(k *call) (store.App, error) {
 }
 
 func (c *Controller) allApps(ctx context.Context, owner string) ([]store.App, error) {
-	var out []store.App
+	out, err := listAll(ctx, owner, c.deps.Store.ListApps)
+	if err != nil {
+		return nil, fmt.Errorf("list apps: %w", err)
+	}
+	return out, nil
+}
+
+// listAll gathers every page of owner's records from list.
+func listAll[T any](ctx context.Context, owner string, list func(context.Context, string, store.ListOptions) (store.Page[T], error)) ([]T, error) {
+	var out []T
 	opts := store.ListOptions{Limit: store.MaxLimit}
 	for {
-		page, err := c.deps.Store.ListApps(ctx, owner, opts)
+		page, err := list(ctx, owner, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list apps: %w", err)
+			return nil, err
 		}
 		out = append(out, page.Items...)
 		if page.Next == "" {
@@ -268,13 +266,9 @@ func (c *Controller) createApp(k *call) error {
 		Name: *body.Name, Owner: k.user.Email, State: store.AppStopped, Instances: 1,
 		MemoryMB: defaultMemoryMB, DiskMB: defaultDiskMB, FDs: defaultFDs, PackageState: store.PackagePending,
 	}
-	q, err := c.quota(ctx, *k.user)
+	q, usage, err := c.quotaUsage(ctx, *k.user)
 	if err != nil {
 		return err
-	}
-	usage, err := c.deps.Store.Usage(ctx, k.user.Email)
-	if err != nil {
-		return fmt.Errorf("usage: %w", err)
 	}
 	if usage.Apps >= q.Apps {
 		return ErrTooManyApps.with(strconv.Itoa(usage.Apps+1), strconv.Itoa(q.Apps))
@@ -483,6 +477,19 @@ func checkEnv(in []string) ([]string, error) {
 	return out, nil
 }
 
+// quotaUsage returns u's quota (see quota) and what u uses of it.
+func (c *Controller) quotaUsage(ctx context.Context, u store.User) (store.Quota, store.Usage, error) {
+	q, err := c.quota(ctx, u)
+	if err != nil {
+		return store.Quota{}, store.Usage{}, err
+	}
+	usage, err := c.deps.Store.Usage(ctx, u.Email)
+	if err != nil {
+		return store.Quota{}, store.Usage{}, fmt.Errorf("usage: %w", err)
+	}
+	return q, usage, nil
+}
+
 // memoryCheck enforces the memory quota for an app going to a's state.
 func (c *Controller) memoryCheck(ctx context.Context, u store.User, old, a store.App, q store.Quota) error {
 	if a.State != store.AppStarted {
@@ -609,13 +616,18 @@ func (c *Controller) applyChanges(ctx context.Context, old, a store.App, startin
 		c.publish(protocol.DEAStop, protocol.Stop{Droplet: protocol.AppID(a.ID), Indices: seq(a.Instances, old.Instances)})
 	}
 	if !slices.Equal(old.URIs, a.URIs) && a.PackageState == store.PackageStaged {
-		uris := a.URIs
-		if uris == nil {
-			uris = []string{}
-		}
-		c.publish(protocol.DEAUpdate, protocol.Update{Droplet: protocol.AppID(a.ID), URIs: uris})
+		c.publish(protocol.DEAUpdate, protocol.Update{Droplet: protocol.AppID(a.ID), URIs: orEmpty(a.URIs)})
 	}
 	return nil
+}
+
+// orEmpty returns xs, or an empty slice for nil: JSON has [] where a nil
+// slice would be null.
+func orEmpty[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
 }
 
 // needsRestart reports whether changes between old and a need new instances.

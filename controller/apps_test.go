@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/blobstore"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 	"github.com/kiln-paas/kiln/controller/store"
 )
 
@@ -231,11 +232,11 @@ func TestPushStageRunScaleStop(t *testing.T) {
 	cl := e.user("pat@x.io")
 	files := map[string]string{"run": "#!/bin/sh\necho hi\n", "lib/big.txt": strings.Repeat("x", 100_000)}
 	a := pushStaged(t, cl, "web", files)
-	if a.State != "STOPPED" || e.stager.stagings() != 1 {
-		t.Fatalf("after push: %+v (stagings %d)", a, e.stager.stagings())
+	if a.State != "STOPPED" || e.stager.Stagings() != 1 {
+		t.Fatalf("after push: %+v (stagings %d)", a, e.stager.Stagings())
 	}
 	var log bytes.Buffer
-	if err := cl.StagingLog(ctx, "web", true, &log); err != nil || !strings.Contains(log.String(), "fake buildpack: 2 files") {
+	if err := cl.StagingLog(ctx, "web", true, &log); err != nil || !strings.Contains(log.String(), "test buildpack: 2 files") {
 		t.Fatalf("staging log = %q, %v", log.String(), err)
 	}
 	// The package downloads as the zip of both files.
@@ -255,10 +256,9 @@ func TestPushStageRunScaleStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = waitApp(t, cl, "web", func(a client.App) bool { return a.Running() == 1 })
-	dea.mu.Lock()
-	start := dea.starts[0]
-	fetched := dea.fetched[start.SHA1]
-	dea.mu.Unlock()
+	snap := dea.Snapshot()
+	start := snap.Starts[0]
+	fetched := snap.Fetched[start.SHA1]
 	if !fetched {
 		t.Fatal("the DEA could not download the droplet from its signed URL")
 	}
@@ -279,18 +279,18 @@ func TestPushStageRunScaleStop(t *testing.T) {
 	if err := cl.Scale(ctx, "web", 1); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return slices.ContainsFunc(d.stops, func(s protocol.Stop) bool { return slices.Equal(s.Indices, []int{1, 2}) })
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return slices.ContainsFunc(d.Stops, func(s protocol.Stop) bool { return slices.Equal(s.Indices, []int{1, 2}) })
+	}); !ok {
 		t.Fatal("no scale-down stop")
 	}
 	// URI change: dea.update.
 	if err := cl.UpdateApp(ctx, "web", client.AppUpdate{URIs: &[]string{"web.vcap.me", "alt.vcap.me"}}); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return len(d.updates) == 1 && slices.Equal(d.updates[0].URIs, []string{"alt.vcap.me", "web.vcap.me"})
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return len(d.Updates) == 1 && slices.Equal(d.Updates[0].URIs, []string{"alt.vcap.me", "web.vcap.me"})
+	}); !ok {
 		t.Fatal("no dea.update")
 	}
 	// Instances and stats come from dea.find.droplet.
@@ -318,7 +318,7 @@ func TestPushStageRunScaleStop(t *testing.T) {
 	if err := cl.Stop(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool { return len(d.instances) == 0 }) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool { return len(d.Instances) == 0 }); !ok {
 		t.Fatal("instances still running after stop")
 	}
 	if insts, _ := cl.Instances(ctx, "web"); len(insts) != 0 {
@@ -356,7 +356,7 @@ func TestUploadForms(t *testing.T) {
 	}
 	waitApp(t, cl, "up", func(a client.App) bool { return a.PackageState == "STAGED" })
 	// The pool now has hello.txt: match it and upload nothing but the list.
-	fp, _ := client.Fingerprint(appDir(t, map[string]string{"hello.txt": "hello"}))
+	fp, _ := client.Fingerprint(controllertest.AppDir(t, map[string]string{"hello.txt": "hello"}))
 	have, err := cl.MatchResources(ctx, fp)
 	if err != nil || len(have) != 1 {
 		t.Fatalf("match = %v, %v", have, err)
@@ -366,8 +366,8 @@ func TestUploadForms(t *testing.T) {
 	}
 	// Same content, same package: no second staging.
 	a, _ := cl.App(ctx, "up")
-	if a.PackageState != "STAGED" || e.stager.stagings() != 1 {
-		t.Fatalf("stagings = %d, want 1 (%+v)", e.stager.stagings(), a)
+	if a.PackageState != "STAGED" || e.stager.Stagings() != 1 {
+		t.Fatalf("stagings = %d, want 1 (%+v)", e.stager.Stagings(), a)
 	}
 	// A resource the pool lacks is 400/401; a climbing path is refused.
 	_, err = cl.Upload(ctx, "up", nil, []client.Resource{{SHA1: strings.Repeat("a", 40), Size: 3, Fn: "x"}})
@@ -407,7 +407,7 @@ func TestStagingFailure(t *testing.T) {
 	if err := cl.CreateApp(ctx, client.AppRequest{Name: "bad"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Push(ctx, "bad", appDir(t, map[string]string{"FAIL": "x"})); err != nil {
+	if _, err := cl.Push(ctx, "bad", controllertest.AppDir(t, map[string]string{"FAIL": "x"})); err != nil {
 		t.Fatal(err)
 	}
 	a := waitApp(t, cl, "bad", func(a client.App) bool { return a.PackageState == "FAILED" })

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 	"github.com/kiln-paas/kiln/dea"
 	"github.com/kiln-paas/kiln/warden/fake"
 )
@@ -38,15 +39,7 @@ func TestPushToRealDEA(t *testing.T) {
 	files.Config.Handler = d.Handler()
 	files.Start()
 	t.Cleanup(files.Close)
-	dctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dea Run: %v", err)
-		}
-	})
+	controllertest.Run(t, d)
 
 	cl := e.user("e2e@x.io")
 	pushStaged(t, cl, "real", map[string]string{"run": "#!/bin/sh\nexec sleep 1000\n"})

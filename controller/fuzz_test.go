@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-paas/kiln/services"
 
 	"github.com/kiln-paas/kiln/controller/blobstore/memblob"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 	"github.com/kiln-paas/kiln/controller/store/memstore"
 )
 
@@ -119,7 +120,7 @@ func FuzzHandler(f *testing.F) {
 	cfg.DiscoverAttempts = 1
 	cfg.FindTimeout = time.Millisecond
 	cfg.LoginFailures = 1 << 30
-	c, err := New(cfg, Deps{Bus: membus.New(), Store: st, Blobs: blobs, Stager: &fakeStager{}, Builtin: map[string]services.Broker{"mem": newMemBroker()}})
+	c, err := New(cfg, Deps{Bus: membus.New(), Store: st, Blobs: blobs, Stager: &controllertest.Stager{}, Builtin: map[string]services.Broker{"mem": newMemBroker()}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,21 +1,10 @@
 package controller
 
 import (
-	"archive/tar"
-	"archive/zip"
-	"bytes"
 	"context"
-	"crypto/sha1"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,279 +14,28 @@ import (
 
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/membus"
-	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/blobstore/memblob"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 	"github.com/kiln-paas/kiln/controller/store"
 	"github.com/kiln-paas/kiln/controller/store/memstore"
 	"github.com/kiln-paas/kiln/services"
-	"github.com/kiln-paas/kiln/staging"
-	"github.com/kiln-paas/kiln/staging/droplet"
 )
 
-// fakeStager packs the package's files into a real droplet. A package
-// holding a file named FAIL fails staging.
-type fakeStager struct {
-	mu    sync.Mutex
-	count int
-	// gate, when set, holds each staging after its first log line.
-	gate chan struct{}
+// newFakeDEA starts a controllertest.DEA with the given id on b.
+func newFakeDEA(t testing.TB, b bus.Bus, id string) *controllertest.DEA {
+	t.Helper()
+	cfg := controllertest.DefaultDEAConfig()
+	cfg.ID = id
+	return controllertest.StartDEA(t, b, cfg)
 }
 
-func (f *fakeStager) stagings() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.count
-}
-
-func (f *fakeStager) Stage(ctx context.Context, req staging.Request) (staging.Result, error) {
-	f.mu.Lock()
-	f.count++
-	gate := f.gate
-	f.mu.Unlock()
-	if gate != nil {
-		fmt.Fprintln(req.LogWriter, "-----> waiting at the gate")
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return staging.Result{}, ctx.Err()
-		}
-	}
-	zr, err := zip.NewReader(req.Package, req.PackageSize)
-	if err != nil {
-		return staging.Result{}, fmt.Errorf("%w: %v", staging.ErrBadPackage, err)
-	}
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	for _, zf := range zr.File {
-		if zf.Name == "FAIL" {
-			fmt.Fprintln(req.LogWriter, "-----> FAIL file found")
-			return staging.Result{}, &staging.CompileError{Buildpack: "fake", ExitStatus: 1, Reason: "FAIL file"}
-		}
-		rc, err := zf.Open()
-		if err != nil {
-			return staging.Result{}, err
-		}
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		_ = tw.WriteHeader(&tar.Header{Name: zf.Name, Mode: int64(zf.Mode().Perm()), Size: int64(len(b)), Typeflag: tar.TypeReg})
-		_, _ = tw.Write(b)
-	}
-	_ = tw.Close()
-	fmt.Fprintf(req.LogWriter, "-----> fake buildpack: %d files\n", len(zr.File))
-	sum, err := droplet.Pack(req.Droplet, droplet.Info{DetectedBuildpack: "fake", StartCommand: "./run", Stack: "linux"}, &tb)
-	if err != nil {
-		return staging.Result{}, err
-	}
-	return staging.Result{Buildpack: "fake", StartCommand: "./run", Stack: "linux", DropletSHA1: sum.SHA1, DropletSize: sum.Size}, nil
-}
-
-// fakeDEA answers dea.discover, runs "instances" on dea.<id>.start by
-// heartbeating them RUNNING (or CRASHED when the app env holds CRASH=1),
-// honours dea.stop and answers dea.find.droplet.
-type fakeDEA struct {
-	t      testing.TB
-	id     string
-	b      bus.Bus
-	files  *httptest.Server
-	silent bool
-
-	mu        sync.Mutex
-	starts    []protocol.Start
-	stops     []protocol.Stop
-	updates   []protocol.Update
-	instances map[string]*fakeInstance
-	seq       int
-	fetched   map[string]bool
-	changed   chan struct{}
-}
-
-type fakeInstance struct {
-	id, version, state string
-	app                protocol.AppID
-	index              int
-}
-
-func newFakeDEA(t testing.TB, b bus.Bus, id string) *fakeDEA {
-	d := &fakeDEA{t: t, id: id, b: b, instances: map[string]*fakeInstance{}, fetched: map[string]bool{}, changed: make(chan struct{})}
-	d.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "u" || p != "p" {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		if strings.HasSuffix(r.URL.Path, "/missing") {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		fmt.Fprintf(w, "file %s", r.URL.Path)
-	}))
-	t.Cleanup(d.files.Close)
-	subs := []struct {
-		subj string
-		h    bus.Handler
-	}{
-		{protocol.DEADiscover, d.onDiscover},
-		{protocol.DEAStartSubject(id), d.onStart},
-		{protocol.DEAStop, d.onStop},
-		{protocol.DEAUpdate, d.onUpdate},
-		{protocol.DEAFindDroplet, d.onFind},
-	}
-	for _, s := range subs {
-		sub, err := b.Subscribe(s.subj, s.h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sub.Unsubscribe() })
-	}
-	if err := b.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func (d *fakeDEA) notify() {
-	close(d.changed)
-	d.changed = make(chan struct{})
-}
-
-func (d *fakeDEA) onDiscover(m *bus.Msg) {
-	d.mu.Lock()
-	silent := d.silent
-	d.mu.Unlock()
-	if silent {
-		return
-	}
-	_ = bus.RespondJSON(d.b, m, protocol.DEAHello{ID: d.id, IP: "127.0.0.1", Port: 1, Version: 0.99})
-}
-
-func (d *fakeDEA) onStart(m *bus.Msg) {
-	s, err := protocol.Decode[protocol.Start](m.Data)
-	if err != nil {
-		d.t.Errorf("fake dea: bad start: %v", err)
-		return
-	}
-	// Fetch the droplet as a DEA would and check its hash.
-	resp, err := http.Get(s.ExecutableURI)
-	fetched := false
-	if err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		sum := sha1.Sum(b)
-		fetched = resp.StatusCode == 200 && hex.EncodeToString(sum[:]) == s.SHA1
-	}
-	crash := false
-	for _, e := range s.Env {
-		crash = crash || e == "CRASH=1"
-	}
-	d.mu.Lock()
-	d.starts = append(d.starts, s)
-	d.fetched[s.SHA1] = fetched
-	d.seq++
-	inst := &fakeInstance{id: fmt.Sprintf("%s-i%d", d.id, d.seq), version: s.Version, app: s.Droplet, index: s.Index, state: protocol.StateRunning}
-	if crash {
-		inst.state = protocol.StateCrashed
-	}
-	d.instances[inst.id] = inst
-	d.notify()
-	d.mu.Unlock()
-	if !fetched {
-		return
-	}
-	if crash {
-		_ = bus.PublishJSON(d.b, protocol.DropletExited, protocol.Exited{Droplet: s.Droplet, Version: s.Version, Instance: inst.id, Index: s.Index, Reason: protocol.ReasonCrashed, CrashTimestamp: time.Now().Unix()})
-		return
-	}
-	d.heartbeat()
-}
-
-func (d *fakeDEA) heartbeat() {
-	d.mu.Lock()
-	hb := protocol.Heartbeat{DEA: d.id}
-	for _, i := range d.instances {
-		hb.Droplets = append(hb.Droplets, protocol.InstanceHeartbeat{Droplet: i.app, Version: i.version, Instance: i.id, Index: i.index, State: i.state, StateTimestamp: float64(time.Now().Unix())})
-	}
-	d.mu.Unlock()
-	_ = bus.PublishJSON(d.b, protocol.DEAHeartbeat, hb)
-}
-
-func (d *fakeDEA) onStop(m *bus.Msg) {
-	f, err := protocol.Decode[protocol.Stop](m.Data)
-	if err != nil {
-		return
-	}
-	d.mu.Lock()
-	d.stops = append(d.stops, f)
-	for id, i := range d.instances {
-		if f.Match(i.app, i.version, i.id, i.index, i.state) {
-			delete(d.instances, id)
-			_ = bus.PublishJSON(d.b, protocol.DropletExited, protocol.Exited{Droplet: i.app, Version: i.version, Instance: i.id, Index: i.index, Reason: protocol.ReasonStopped})
-		}
-	}
-	d.notify()
-	d.mu.Unlock()
-}
-
-func (d *fakeDEA) onUpdate(m *bus.Msg) {
-	u, err := protocol.Decode[protocol.Update](m.Data)
-	if err != nil {
-		return
-	}
-	d.mu.Lock()
-	d.updates = append(d.updates, u)
-	d.notify()
-	d.mu.Unlock()
-}
-
-func (d *fakeDEA) onFind(m *bus.Msg) {
-	var q protocol.FindDroplet
-	if json.Unmarshal(m.Data, &q) != nil {
-		return
-	}
-	d.mu.Lock()
-	var replies []protocol.FindDropletReply
-	for _, i := range d.instances {
-		if q.Match(i.app, i.version, i.id, i.index, i.state) {
-			r := protocol.FindDropletReply{DEA: d.id, Version: i.version, Droplet: i.app, Instance: i.id, Index: i.index, State: i.state,
-				StateTimestamp: float64(time.Now().Unix()), FileURI: d.files.URL + "/files/" + i.id + "/", Credentials: []string{"u", "p"}, Staged: i.id}
-			if q.IncludeStats {
-				r.Stats = &protocol.InstanceStats{Name: "x", Host: "127.0.0.1", Port: 5000, Uptime: 1, MemQuota: 1 << 20}
-			}
-			replies = append(replies, r)
-		}
-	}
-	d.mu.Unlock()
-	for _, r := range replies {
-		_ = bus.RespondJSON(d.b, m, r)
-	}
-}
-
-// waitFor polls cond on every change until it holds or 10 s pass.
-func (d *fakeDEA) waitFor(cond func(d *fakeDEA) bool) bool {
-	deadline := time.After(10 * time.Second)
-	for {
-		d.mu.Lock()
-		ok := cond(d)
-		ch := d.changed
-		d.mu.Unlock()
-		if ok {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			return false
-		}
-	}
-}
-
-func (d *fakeDEA) running(app protocol.AppID, version string) int {
-	n := 0
-	for _, i := range d.instances {
-		if i.app == app && i.version == version && i.state == protocol.StateRunning {
-			n++
-		}
-	}
-	return n
+// waitDEA waits up to 10 s for cond to hold on d and returns the snapshot
+// last checked.
+func waitDEA(d *controllertest.DEA, cond func(controllertest.Snapshot) bool) (controllertest.Snapshot, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.WaitFor(ctx, cond)
 }
 
 // memBroker is a built-in broker for tests.
@@ -374,7 +112,7 @@ type env struct {
 	bus    bus.Bus
 	store  *memstore.Store
 	blobs  *memblob.Store
-	stager *fakeStager
+	stager *controllertest.Stager
 	broker *memBroker
 	clock  *testClock
 }
@@ -439,7 +177,7 @@ func newEnvOn(t testing.TB, mod func(*Config), conn bus.Bus) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, bus: conn, store: st, blobs: blobs, stager: &fakeStager{}, broker: newMemBroker(), srv: srv, clock: &testClock{}}
+	e := &env{t: t, bus: conn, store: st, blobs: blobs, stager: &controllertest.Stager{}, broker: newMemBroker(), srv: srv, clock: &testClock{}}
 	c, err := New(cfg, Deps{Bus: conn, Store: st, Blobs: blobs, Stager: e.stager, Now: e.clock.Now, Builtin: map[string]services.Broker{"mem": e.broker},
 		Brokers: func(store.ServiceBroker) (services.Broker, error) { return e.broker, nil }})
 	if err != nil {
@@ -449,29 +187,8 @@ func newEnvOn(t testing.TB, mod func(*Config), conn bus.Bus) *env {
 	srv.Config.Handler = c.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	// Wait until Run subscribed: the bulk credentials request is answered.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		rctx, rcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		var creds protocol.BulkCredentials
-		err := bus.RequestJSON(rctx, conn, protocol.BulkCredentialsSubject, struct{}{}, &creds)
-		rcancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("controller did not subscribe: %v", err)
-		}
-	}
+	controllertest.Run(t, c)
+	controllertest.WaitReady(t, conn, 5*time.Second)
 	return e
 }
 
@@ -502,21 +219,6 @@ func (e *env) user(email string) *client.Client {
 	return cl
 }
 
-// appDir writes a small app to a temporary directory.
-func appDir(t testing.TB, files map[string]string) string {
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // waitApp polls the app until cond holds.
 func waitApp(t testing.TB, cl *client.Client, name string, cond func(client.App) bool) client.App {
 	t.Helper()
@@ -540,7 +242,7 @@ func pushStaged(t testing.TB, cl *client.Client, name string, files map[string]s
 	if err := cl.CreateApp(ctx, client.AppRequest{Name: name, URIs: []string{name + ".vcap.me"}, Instances: 1, Memory: 64}); err != nil {
 		t.Fatalf("create %s: %v", name, err)
 	}
-	if _, err := cl.Push(ctx, name, appDir(t, files)); err != nil {
+	if _, err := cl.Push(ctx, name, controllertest.AppDir(t, files)); err != nil {
 		t.Fatalf("push %s: %v", name, err)
 	}
 	return waitApp(t, cl, name, func(a client.App) bool { return a.PackageState == store.PackageStaged })

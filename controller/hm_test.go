@@ -8,6 +8,7 @@ import (
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 )
 
 func TestHMRequests(t *testing.T) {
@@ -32,7 +33,6 @@ func TestHMRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	startsFor := func(d *fakeDEA) int { return len(d.starts) }
 
 	// Index 1 is RUNNING: a START for it is ignored; a START of another
 	// version is ignored; a START for index 0 after its instance crashed runs.
@@ -40,51 +40,48 @@ func TestHMRequests(t *testing.T) {
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStart, Version: "old-0", Indices: []int{0}, LastUpdated: rec.UpdatedAt.Unix()})
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStart, Version: a.Version, Indices: []int{9}, LastUpdated: rec.UpdatedAt.Unix()})
 	// Crash index 0 as its DEA would report it.
-	dea.mu.Lock()
-	var victim *fakeInstance
-	for _, i := range dea.instances {
-		if i.index == 0 {
+	var victim controllertest.Instance
+	for _, i := range dea.Snapshot().Instances {
+		if i.Index == 0 {
 			victim = i
 		}
 	}
-	delete(dea.instances, victim.id)
-	dea.mu.Unlock()
-	_ = bus.PublishJSON(e.bus, protocol.DropletExited, protocol.Exited{Droplet: id, Version: a.Version, Instance: victim.id, Index: 0, Reason: protocol.ReasonCrashed})
+	if !dea.Remove(victim.ID) {
+		t.Fatalf("no instance of index 0 to crash")
+	}
+	_ = bus.PublishJSON(e.bus, protocol.DropletExited, protocol.Exited{Droplet: id, Version: a.Version, Instance: victim.ID, Index: 0, Reason: protocol.ReasonCrashed})
 	waitApp(t, cl, "hmapp", func(a client.App) bool { return a.Running() == 1 })
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStart, Version: a.Version, Indices: []int{0}, Flapping: true, LastUpdated: rec.UpdatedAt.Unix()})
-	if !dea.waitFor(func(d *fakeDEA) bool { return startsFor(d) == 3 && d.starts[2].Flapping && d.starts[2].Index == 0 }) {
-		dea.mu.Lock()
-		t.Fatalf("starts = %+v", dea.starts)
+	if snap, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return len(d.Starts) == 3 && d.Starts[2].Flapping && d.Starts[2].Index == 0
+	}); !ok {
+		t.Fatalf("starts = %+v", snap.Starts)
 	}
 	// The crash was recorded.
 	crashes, err := cl.Crashes(ctx, "hmapp")
-	if err != nil || len(crashes) != 1 || crashes[0].Instance != victim.id {
+	if err != nil || len(crashes) != 1 || crashes[0].Instance != victim.ID {
 		t.Fatalf("crashes = %+v, %v", crashes, err)
 	}
 
 	// STOP with a stale last_updated is ignored; with the right one it runs.
 	var target string
-	dea.mu.Lock()
-	for _, i := range dea.instances {
-		target = i.id
+	for _, i := range dea.Snapshot().Instances {
+		target = i.ID
 	}
-	dea.mu.Unlock()
 	rec, _ = e.store.GetApp(ctx, rec.ID)
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStop, Instances: []string{target}, LastUpdated: 12345})
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStop, Instances: []string{target}, LastUpdated: rec.UpdatedAt.Unix()})
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return slices.ContainsFunc(d.stops, func(s protocol.Stop) bool { return slices.Equal(s.Instances, []string{target}) })
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return slices.ContainsFunc(d.Stops, func(s protocol.Stop) bool { return slices.Equal(s.Instances, []string{target}) })
+	}); !ok {
 		t.Fatal("no stop for the HM's STOP")
 	}
-	dea.mu.Lock()
-	n := len(dea.stops)
-	dea.mu.Unlock()
-	if n != 1 {
+	snap := dea.Snapshot()
+	if n := len(snap.Stops); n != 1 {
 		t.Fatalf("stops = %d, want 1 (the stale STOP must be ignored)", n)
 	}
-	if len(dea.starts) != 3 {
-		t.Fatalf("starts = %d, want 3 (duplicate/other-version STARTs must be ignored)", len(dea.starts))
+	if n := len(snap.Starts); n != 3 {
+		t.Fatalf("starts = %d, want 3 (duplicate/other-version STARTs must be ignored)", n)
 	}
 
 	// A STOP for a STOPPED app runs whatever its last_updated.
@@ -92,17 +89,17 @@ func TestHMRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(protocol.HMRequest{Droplet: id, Op: protocol.OpStop, Instances: []string{"orphan"}, LastUpdated: 1})
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return slices.ContainsFunc(d.stops, func(s protocol.Stop) bool { return slices.Equal(s.Instances, []string{"orphan"}) })
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return slices.ContainsFunc(d.Stops, func(s protocol.Stop) bool { return slices.Equal(s.Instances, []string{"orphan"}) })
+	}); !ok {
 		t.Fatal("no stop for an orphan of a stopped app")
 	}
 
 	// A STOP for a deleted app stops everything of it.
 	send(protocol.HMRequest{Droplet: "gone", Op: protocol.OpStop, Instances: []string{"x"}, LastUpdated: 1})
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return slices.ContainsFunc(d.stops, func(s protocol.Stop) bool { return s.Droplet == "gone" && len(s.Instances) == 0 })
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return slices.ContainsFunc(d.Stops, func(s protocol.Stop) bool { return s.Droplet == "gone" && len(s.Instances) == 0 })
+	}); !ok {
 		t.Fatal("no stop for a deleted app")
 	}
 }
@@ -185,8 +182,7 @@ func TestHMCrashStartBeatsExited(t *testing.T) {
 	if err := bus.PublishJSON(e.bus, protocol.HMRequests, req); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool { return len(d.starts) == 2 && d.starts[1].Index == 0 }) {
-		dea.mu.Lock()
-		t.Fatalf("starts = %d, want the crash restart", len(dea.starts))
+	if snap, ok := waitDEA(dea, func(d controllertest.Snapshot) bool { return len(d.Starts) == 2 && d.Starts[1].Index == 0 }); !ok {
+		t.Fatalf("starts = %d, want the crash restart", len(snap.Starts))
 	}
 }

@@ -24,12 +24,7 @@ func (c *Controller) getInfo(k *call) error {
 		out["app_domain"] = c.cfg.Domain
 	}
 	if k.user != nil {
-		ctx := k.r.Context()
-		q, err := c.quota(ctx, *k.user)
-		if err != nil {
-			return err
-		}
-		usage, err := c.deps.Store.Usage(ctx, k.user.Email)
+		q, usage, err := c.quotaUsage(k.r.Context(), *k.user)
 		if err != nil {
 			return err
 		}

@@ -24,9 +24,7 @@ func TestInstanceViews(t *testing.T) {
 	}
 	waitApp(t, cl, "v", func(a client.App) bool { return a.Running() == 1 })
 	// Scale to 3 while the DEA stays silent: indices 1 and 2 cannot start.
-	dea.mu.Lock()
-	dea.silent = true
-	dea.mu.Unlock()
+	dea.SetSilent(true)
 	apiErr(t, cl.Scale(ctx, "v", 3), 404, 302)
 	// A health manager answers: index 2 is flapping; one instance crashed.
 	sub, err := e.bus.Subscribe(protocol.HealthManagerStatus, func(m *bus.Msg) {

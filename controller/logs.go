@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -121,12 +122,8 @@ func (c *Controller) appLogs(k *call) error {
 			}
 		}
 		fl.Flush()
-		select {
-		case <-ctx.Done():
+		if !c.awaitChange(ctx, changed) {
 			return nil
-		case <-c.bgCtx.Done():
-			return nil
-		case <-changed:
 		}
 		lines, seq, changed = c.logs.since(a.ID, seq)
 	}
@@ -161,12 +158,21 @@ func (c *Controller) stagingLog(k *call) error {
 		if fl != nil {
 			fl.Flush()
 		}
-		select {
-		case <-ctx.Done():
+		if !c.awaitChange(ctx, changed) {
 			return nil
-		case <-c.bgCtx.Done():
-			return nil
-		case <-changed:
 		}
+	}
+}
+
+// awaitChange waits until changed is closed and reports true, or false
+// when the request (ctx) or the controller ends first.
+func (c *Controller) awaitChange(ctx context.Context, changed <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-c.bgCtx.Done():
+		return false
+	case <-changed:
+		return true
 	}
 }

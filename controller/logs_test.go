@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/protocol"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 )
 
 func TestLogs(t *testing.T) {
@@ -93,13 +94,13 @@ func TestStagingLogFollow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	gate := make(chan struct{})
-	e.stager.gate = gate
+	e.stager.Hold(gate)
 	ctx := context.Background()
 	cl := e.user("follow@x.io")
 	if err := cl.CreateApp(ctx, clientAppRequest("slow")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Push(ctx, "slow", appDir(t, map[string]string{"a": "b"})); err != nil {
+	if _, err := cl.Push(ctx, "slow", controllertest.AppDir(t, map[string]string{"a": "b"})); err != nil {
 		t.Fatal(err)
 	}
 	pr, pw := io.Pipe()
@@ -119,7 +120,7 @@ func TestStagingLogFollow(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(rest), "fake buildpack: 1 files") {
+	if !strings.Contains(string(rest), "test buildpack: 1 files") {
 		t.Fatalf("rest of log = %q", rest)
 	}
 }

@@ -42,12 +42,10 @@ func TestOverNATS(t *testing.T) {
 	a := waitApp(t, cl, "n", func(a client.App) bool { return a.Running() == 1 })
 	rec, _ := e.store.GetAppByName(ctx, "nats@x.io", "n")
 	// The HM asks, in queue group "cc", for index 0 again after a crash.
-	dea.mu.Lock()
-	for id := range dea.instances {
-		delete(dea.instances, id)
+	for id := range dea.Snapshot().Instances {
+		dea.Remove(id)
 		_ = bus.PublishJSON(deaBus, protocol.DropletExited, protocol.Exited{Droplet: protocol.AppID(rec.ID), Version: a.Version, Instance: id, Index: 0, Reason: protocol.ReasonCrashed})
 	}
-	dea.mu.Unlock()
 	waitApp(t, cl, "n", func(a client.App) bool { return a.Running() == 0 })
 	hm := natsConn(t, srv.ClientURL())
 	if err := bus.PublishJSON(hm, protocol.HMRequests, protocol.HMRequest{Droplet: protocol.AppID(rec.ID), Op: protocol.OpStart, Version: a.Version, Indices: []int{0}}); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 )
 
 func TestRolloutAndRollback(t *testing.T) {
@@ -28,7 +29,9 @@ func TestRolloutAndRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := waitApp(t, cl, "roll", func(a client.App) bool { return a.Version != v1.Version })
-	if !dea.waitFor(func(d *fakeDEA) bool { return d.running(id, v2.Version) == 2 && d.running(id, v1.Version) == 0 }) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return d.Running(id, v2.Version) == 2 && d.Running(id, v1.Version) == 0
+	}); !ok {
 		t.Fatal("restart did not replace the instances")
 	}
 	st := waitStatus(t, cl, "roll", RolloutSucceeded)
@@ -49,11 +52,9 @@ func TestRolloutAndRollback(t *testing.T) {
 	if a.Running() != 2 {
 		t.Fatalf("running after failed rollout = %d", a.Running())
 	}
-	dea.mu.Lock()
-	if n := dea.running(id, v2.Version); n != 2 {
+	if n := dea.Snapshot().Running(id, v2.Version); n != 2 {
 		t.Fatalf("old instances running = %d", n)
 	}
-	dea.mu.Unlock()
 	if err := cl.UpdateApp(ctx, "roll", client.AppUpdate{Env: &[]string{}}); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestRolloutAndRollback(t *testing.T) {
 
 	// A new upload on a STARTED app rolls out the new droplet; the old one
 	// is kept and can be rolled back to.
-	if _, err := cl.Push(ctx, "roll", appDir(t, map[string]string{"v": "2"})); err != nil {
+	if _, err := cl.Push(ctx, "roll", controllertest.AppDir(t, map[string]string{"v": "2"})); err != nil {
 		t.Fatal(err)
 	}
 	var ds []client.Droplet
@@ -71,23 +72,22 @@ func TestRolloutAndRollback(t *testing.T) {
 	})
 	waitStatus(t, cl, "roll", RolloutSucceeded)
 	cur, _ := cl.App(ctx, "roll")
-	if !dea.waitFor(func(d *fakeDEA) bool { return d.running(id, cur.Version) == 2 && len(d.instances) == 2 }) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool { return d.Running(id, cur.Version) == 2 && len(d.Instances) == 2 }); !ok {
 		t.Fatal("new droplet not rolled out")
 	}
 	if err := cl.Rollback(ctx, "roll", ds[1].Hash); err != nil {
 		t.Fatal(err)
 	}
 	back := waitApp(t, cl, "roll", func(a client.App) bool { return strings.HasPrefix(a.Version, ds[1].Hash) && a.Running() == 2 })
-	if !dea.waitFor(func(d *fakeDEA) bool { return d.running(id, back.Version) == 2 && len(d.instances) == 2 }) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool { return d.Running(id, back.Version) == 2 && len(d.Instances) == 2 }); !ok {
 		t.Fatal("rollback not rolled out")
 	}
-	dea.mu.Lock()
-	for _, s := range dea.starts {
-		if !dea.fetched[s.SHA1] {
+	snap := dea.Snapshot()
+	for _, s := range snap.Starts {
+		if !snap.Fetched[s.SHA1] {
 			t.Errorf("droplet %s not downloadable", s.SHA1)
 		}
 	}
-	dea.mu.Unlock()
 }
 
 func waitStatus(t *testing.T, cl *client.Client, name, state string) client.RolloutStatus {

@@ -341,18 +341,10 @@ func (c *Controller) startTemplate(ctx context.Context, a store.App) (protocol.S
 	if err != nil {
 		return protocol.Start{}, err
 	}
-	uris := a.URIs
-	if uris == nil {
-		uris = []string{}
-	}
-	env := a.Env
-	if env == nil {
-		env = []string{}
-	}
 	return protocol.Start{
-		Droplet: protocol.AppID(a.ID), Name: a.Name, URIs: uris, Runtime: a.Runtime, Framework: a.Framework,
+		Droplet: protocol.AppID(a.ID), Name: a.Name, URIs: orEmpty(a.URIs), Runtime: a.Runtime, Framework: a.Framework,
 		SHA1: a.DropletHash, ExecutableURI: c.dropletURL(a.ID, a.DropletHash), Version: a.Version,
-		Services: svcs, Limits: protocol.Limits{Mem: a.MemoryMB, Disk: a.DiskMB, FDs: a.FDs}, Env: env,
+		Services: svcs, Limits: protocol.Limits{Mem: a.MemoryMB, Disk: a.DiskMB, FDs: a.FDs}, Env: orEmpty(a.Env),
 		Users: []string{a.Owner}, Stack: a.Stack, Command: a.Command,
 		HealthCheckType: a.HealthCheckType, HealthCheckEndpoint: a.HealthCheckEndpoint, HealthCheckTimeout: a.HealthCheckTimeout,
 	}, nil

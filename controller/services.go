@@ -155,19 +155,11 @@ func legacyView(si store.ServiceInstance) legacyService {
 }
 
 func (c *Controller) allInstances(ctx context.Context, owner string) ([]store.ServiceInstance, error) {
-	var out []store.ServiceInstance
-	opts := store.ListOptions{Limit: store.MaxLimit}
-	for {
-		page, err := c.deps.Store.ListServiceInstances(ctx, owner, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list service instances: %w", err)
-		}
-		out = append(out, page.Items...)
-		if page.Next == "" {
-			return out, nil
-		}
-		opts.Cursor = page.Next
+	out, err := listAll(ctx, owner, c.deps.Store.ListServiceInstances)
+	if err != nil {
+		return nil, fmt.Errorf("list service instances: %w", err)
 	}
+	return out, nil
 }
 
 // listServices is GET /services.
@@ -221,13 +213,9 @@ func (c *Controller) createService(k *call) error {
 	if body.Name == "" || body.Vendor == "" || !appNameRE.MatchString(body.Name) {
 		return ErrBadRequest.with("name and vendor are required")
 	}
-	q, err := c.quota(ctx, *k.user)
+	q, usage, err := c.quotaUsage(ctx, *k.user)
 	if err != nil {
 		return err
-	}
-	usage, err := c.deps.Store.Usage(ctx, k.user.Email)
-	if err != nil {
-		return fmt.Errorf("usage: %w", err)
 	}
 	if usage.Services >= q.Services {
 		return ErrTooManyServices.with(strconv.Itoa(usage.Services+1), strconv.Itoa(q.Services))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kiln-paas/kiln/bus/protocol"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 )
 
 func TestServices(t *testing.T) {
@@ -65,12 +66,10 @@ func TestServices(t *testing.T) {
 	if err := cl.Start(ctx, "svcapp"); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool { return len(d.starts) == 1 }) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool { return len(d.Starts) == 1 }); !ok {
 		t.Fatal("no start")
 	}
-	dea.mu.Lock()
-	svcs := dea.starts[0].Services
-	dea.mu.Unlock()
+	svcs := dea.Snapshot().Starts[0].Services
 	if len(svcs) != 1 || svcs[0].Name != "cache" || svcs[0].Label != "redis" || svcs[0].Plan != "big" || svcs[0].Credentials["uri"] == nil {
 		t.Fatalf("start services = %+v", svcs)
 	}
@@ -112,9 +111,9 @@ func TestServices(t *testing.T) {
 	if err := admin.DeleteUser(ctx, "svc@x.io"); err != nil {
 		t.Fatal(err)
 	}
-	if !dea.waitFor(func(d *fakeDEA) bool {
-		return slices.ContainsFunc(d.stops, func(s protocol.Stop) bool { return len(s.Indices) == 0 && len(s.Instances) == 0 && s.Version == "" })
-	}) {
+	if _, ok := waitDEA(dea, func(d controllertest.Snapshot) bool {
+		return slices.ContainsFunc(d.Stops, func(s protocol.Stop) bool { return len(s.Indices) == 0 && len(s.Instances) == 0 && s.Version == "" })
+	}); !ok {
 		t.Fatal("deleted user's app not stopped")
 	}
 	e.broker.mu.Lock()

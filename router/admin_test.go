@@ -128,14 +128,7 @@ func TestKeepAliveAndBodilessResponses(t *testing.T) {
 			{"GET", "/empty", 204, 0},
 			{"GET", "/notmod", 304, 0},
 		} {
-			req, _ := http.NewRequest(tt.method, base+tt.path, nil)
-			req.Host = "app.example.com"
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b := send(t, c, tt.method, base+tt.path, "app.example.com", nil)
 			if resp.StatusCode != tt.status || len(b) != 0 || (tt.method == "HEAD" && resp.ContentLength != tt.length) {
 				t.Errorf("%s %s: %d, %d bytes, length %d", tt.method, tt.path, resp.StatusCode, len(b), resp.ContentLength)
 			}

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-paas/kiln/bus/protocol"
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -138,14 +138,7 @@ func TestRetryAndMarkFailed(t *testing.T) {
 		base := h.frontend(mode)
 		c := client()
 		for i := range 20 {
-			req, _ := http.NewRequest("POST", base+"/", strings.NewReader(fmt.Sprint(i)))
-			req.Host = "app.example.com"
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b := send(t, c, "POST", base+"/", "app.example.com", strings.NewReader(fmt.Sprint(i)))
 			if resp.StatusCode != 200 || string(b) != fmt.Sprintf("got %d", i) {
 				t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
 			}
@@ -429,7 +422,7 @@ func TestAccessLog(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			h := newHarness(t, func(c *Config) { c.AccessLog = &buf })
 			_, addr := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "12345") }))
 			h.register("log.example.com", addr, "app-42", "i", 0)
@@ -448,23 +441,6 @@ func TestAccessLog(t *testing.T) {
 			}
 		})
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestConcurrentRegisterAndRoute(t *testing.T) {

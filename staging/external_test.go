@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/staging"
 	"github.com/kiln-paas/kiln/staging/droplet"
 )
@@ -61,7 +62,7 @@ func TestExternalBuildpack(t *testing.T) {
 			z := zipOf(t, zent{name: "kiln.txt", body: "hello"}, zent{name: "index.html", body: "not chosen: text detects first"})
 
 			var cache bytes.Buffer
-			var log syncBuffer
+			var log syncbuf.Buffer
 			drop, res, err := stage(t, s, staging.Request{CacheOut: &cache, LogWriter: &log}, z)
 			if err != nil {
 				t.Fatalf("Stage: %v\n%s", err, log.String())

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/staging"
 )
 
@@ -138,7 +139,7 @@ func TestStageFailures(t *testing.T) {
 			if tt.buildpacks != nil {
 				cfg.Buildpacks = tt.buildpacks
 			}
-			var log syncBuffer
+			var log syncbuf.Buffer
 			tt.req.LogWriter = &log
 			_, _, err := stage(t, staging.New(cfg, backend, nil), tt.req, tt.zip)
 			if !errors.Is(err, tt.want) {

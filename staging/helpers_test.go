@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/staging"
 	"github.com/kiln-paas/kiln/staging/droplet"
 	"github.com/kiln-paas/kiln/warden"
@@ -146,7 +147,7 @@ func runDroplet(t testing.TB, b warden.Backend, drop []byte) string {
 	path, args := droplet.Launch(info)
 	vcapApp, _ := json.Marshal(map[string]any{"instance_index": 1, "name": "sample"})
 	vcapSvc, _ := json.Marshal(map[string]any{"postgresql": []map[string]any{{"name": "mydb"}}})
-	var out syncBuffer
+	var out syncbuf.Buffer
 	proc, err := c.Run(ctx, warden.ProcessSpec{
 		Path: path,
 		Args: args,
@@ -192,24 +193,6 @@ func runDroplet(t testing.TB, b warden.Backend, drop []byte) string {
 		}
 		time.Sleep(50 * time.Millisecond) // polling with a deadline, not synchronisation
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // lineRecorder records every Write call, to check the log arrives line by

@@ -1,7 +1,6 @@
 package natsbus
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kiln-paas/kiln/bus"
 	"github.com/kiln-paas/kiln/bus/bustest"
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 )
 
 // testConfig returns a configuration for url that reconnects quickly.
@@ -145,7 +145,7 @@ func TestDialTone(t *testing.T) {
 
 	states := newStateLog()
 	reg := prometheus.NewRegistry()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := testConfig(url)
 	cfg.Name = "dialtone"
 	cfg.OnConnectionChange = states.hook
@@ -252,24 +252,6 @@ func expectMsg(t *testing.T, ch <-chan string, want string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestNoRetryFailsWithoutServer(t *testing.T) {
 	cfg := testConfig("nats://127.0.0.1:" + strconv.Itoa(freePort(t)))
 	cfg.RetryOnFailedConnect = false
@@ -295,7 +277,7 @@ func TestURLPasswordNotRevealed(t *testing.T) {
 
 	cfg = testConfig("nats://kiln:hunter2@127.0.0.1:" + strconv.Itoa(freePort(t)))
 	cfg.RetryOnFailedConnect = false
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	_, err = Connect(t.Context(), cfg)
 	if err == nil {

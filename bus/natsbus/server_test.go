@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 )
 
 func TestServerConfigValidate(t *testing.T) {
@@ -33,7 +35,7 @@ func TestServerConfigValidate(t *testing.T) {
 }
 
 func TestRunServer(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := DefaultServerConfig()
 	cfg.Name = "kiln-test"
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))

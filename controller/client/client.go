@@ -599,7 +599,12 @@ func (c *Client) StagingLog(ctx context.Context, name string, follow bool, w io.
 	if follow {
 		q.Set("follow", "true")
 	}
-	req, err := c.newRequest(ctx, "GET", path("apps", name, "staging_log"), q, nil, "")
+	return c.download(ctx, path("apps", name, "staging_log"), q, w)
+}
+
+// download copies the body of a GET of p with query q to w.
+func (c *Client) download(ctx context.Context, p string, q url.Values, w io.Writer) error {
+	req, err := c.newRequest(ctx, "GET", p, q, nil, "")
 	if err != nil {
 		return err
 	}
@@ -651,17 +656,7 @@ func (c *Client) Rollback(ctx context.Context, name, hash string) error {
 
 // DownloadApp copies the app's package (a zip) to w.
 func (c *Client) DownloadApp(ctx context.Context, name string, w io.Writer) error {
-	req, err := c.newRequest(ctx, "GET", path("apps", name, "application"), nil, nil, "")
-	if err != nil {
-		return err
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(w, resp.Body)
-	return err
+	return c.download(ctx, path("apps", name, "application"), nil, w)
 }
 
 // Service is a provisioned service instance (legacy shape).

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/controller/controllertest"
 )
 
 // loggedIn returns a session targeting k, logged in as a new user.
@@ -109,7 +110,7 @@ func TestPushAndManageApp(t *testing.T) {
 		t.Fatalf("apps = %+v, want none", apps)
 	}
 
-	dir := appDir(t, map[string]string{"index.html": "<h1>hi</h1>", "css/site.css": "body{}"})
+	dir := controllertest.AppDir(t, map[string]string{"index.html": "<h1>hi</h1>", "css/site.css": "body{}"})
 	r := s.must(exitOK, "push", "web", "--path", dir, "--url", "web.vcap.me", "--instances", "2", "--mem", "64M",
 		"--env", "A=1", "--env", "B=two", "--health-check-type", "http", "--health-check-http-endpoint", "/health", "--timeout", "20")
 	for _, want := range []string{"Uploading web", "test buildpack: 2 files", "web is running"} {
@@ -195,7 +196,7 @@ func TestPushAndManageApp(t *testing.T) {
 	if !slices.ContainsFunc(logs, func(l struct{ Line string }) bool { return l.Line == "instance started" }) {
 		t.Errorf("logs = %+v", logs)
 	}
-	if r := s.runUntil("instance started", "logs", "web", "--tail"); r.code != exitOK || !strings.Contains(r.out, "[App/") {
+	if r := s.runUntil("instance started", "logs", "web", "--tail"); r.code != exitOK || !strings.Contains(r.out, "[APP/") {
 		t.Errorf("logs --tail: exit %d\n%s%s", r.code, r.out, r.stderr)
 	}
 	if r := s.must(exitOK, "crashlogs", "web", "--instance", "0"); !strings.Contains(r.out, "==== logs/stdout.log ====\nhello stdout") {
@@ -267,11 +268,11 @@ func TestPushFailures(t *testing.T) {
 	t.Parallel()
 	k := newKernel(t)
 	s := loggedIn(t, k, "carol@x.io")
-	r := s.must(exitStaging, "push", "bad", "--path", appDir(t, map[string]string{"FAIL": "x"}))
+	r := s.must(exitStaging, "push", "bad", "--path", controllertest.AppDir(t, map[string]string{"FAIL": "x"}))
 	if !strings.Contains(r.out, "FAIL file found") {
 		t.Errorf("staging log not streamed:\n%s", r.out)
 	}
-	s.must(exitStartFailed, "push", "crashy", "--path", appDir(t, map[string]string{"a": "b"}), "--env", "CRASH=1")
+	s.must(exitStartFailed, "push", "crashy", "--path", controllertest.AppDir(t, map[string]string{"a": "b"}), "--env", "CRASH=1")
 	var cs []client.Crash
 	s.json(&cs, "crashes", "crashy")
 	if len(cs) == 0 {
@@ -289,7 +290,7 @@ func TestPushManifestAndRollback(t *testing.T) {
 	t.Parallel()
 	k := newKernel(t)
 	s := loggedIn(t, k, "dan@x.io")
-	dir := appDir(t, map[string]string{
+	dir := controllertest.AppDir(t, map[string]string{
 		"manifest.yml": `memory: 64M
 env: {SHARED: yes}
 applications:

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kiln-paas/kiln/bus/natsbus"
 	"github.com/kiln-paas/kiln/controller/client"
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 )
 
 // roleBinaries builds the role commands once per test binary.
@@ -76,27 +76,8 @@ type proc struct {
 	name      string
 	cmd       *exec.Cmd
 	endpoints map[string]string
-	stderr    *lockedBuffer
+	stderr    *syncbuf.Buffer
 	done      chan struct{}
-}
-
-// lockedBuffer collects a process's stderr; exec writes it from a
-// goroutine of its own.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startRole runs bin with args and waits for its "ready" line, collecting
@@ -105,7 +86,7 @@ func (b *lockedBuffer) String() string {
 func startRole(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	errBuf := &lockedBuffer{}
+	errBuf := &syncbuf.Buffer{}
 	cmd.Stderr = errBuf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

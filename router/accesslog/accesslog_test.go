@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 )
 
 func TestAppend(t *testing.T) {
@@ -37,20 +38,9 @@ func TestAppend(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestRunWritesAndDrains(t *testing.T) {
 	t.Parallel()
-	var out syncBuf
+	var out syncbuf.Buffer
 	l := New(&out, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -62,7 +52,7 @@ func TestRunWritesAndDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(out.b.String(), "\n"); n != 100 || l.Written() != 100 {
+	if n := strings.Count(out.String(), "\n"); n != 100 || l.Written() != 100 {
 		t.Errorf("wrote %d lines (counter %d), want 100", n, l.Written())
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -151,7 +153,7 @@ func TestCustomHandlerAndOutput(t *testing.T) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }),
 	}))
 	c, m := mapped(t, b, "h")
-	var out syncBuf
+	var out syncbuf.Buffer
 	if _, err := c.Run(testCtx(t), warden.ProcessSpec{Path: "anything", StdoutPath: "logs/out"}, warden.ProcessIO{Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/linux"
 )
@@ -37,28 +37,10 @@ func create(t testing.TB, b warden.Backend, spec warden.ContainerSpec) warden.Co
 	return c
 }
 
-// syncBuf is a goroutine-safe output sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // sh runs script in c and returns its status, stdout and stderr.
 func sh(t testing.TB, c warden.Container, script string) (int, string, string) {
 	t.Helper()
-	var out, errb syncBuf
+	var out, errb syncbuf.Buffer
 	p, err := c.Run(testCtx(t), warden.ProcessSpec{Path: "sh", Args: []string{"-c", script}}, warden.ProcessIO{Stdout: &out, Stderr: &errb})
 	if err != nil {
 		t.Fatalf("Run(%q): %v", script, err)
@@ -215,7 +197,7 @@ func TestForkBombStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errOut syncBuf
+	var errOut syncbuf.Buffer
 	if _, err := c.Run(testCtx(t), warden.ProcessSpec{Path: "sh", Args: []string{"-c", "b() { b | b & }; b; sleep 100"}}, warden.ProcessIO{Stderr: &errOut}); err != nil {
 		t.Fatal(err)
 	}

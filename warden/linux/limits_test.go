@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/linux"
 )
@@ -79,7 +80,7 @@ func TestUsersAndUsage(t *testing.T) {
 	if st, out, _ := sh(t, c, "echo $USER $HOME"); st != 0 || out != "vcap /\n" {
 		t.Errorf("USER HOME = %d %q", st, out)
 	}
-	var out syncBuf
+	var out syncbuf.Buffer
 	p, err := c.Run(testCtx(t), warden.ProcessSpec{Path: "sh", User: "vcap", Args: []string{"-c", "echo ready; exec sleep 100"}}, warden.ProcessIO{Stdout: &out})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/wardentest"
 )
@@ -64,7 +65,7 @@ func TestPrivateNetworkForwards(t *testing.T) {
 // through hostPort.
 func serveOnce(t *testing.T, c warden.Container, hostPort uint32, word string) {
 	t.Helper()
-	var out syncBuf
+	var out syncbuf.Buffer
 	server := `import socket
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-paas/kiln/internal/syncbuf"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,24 +46,6 @@ func sh(script string) warden.ProcessSpec {
 	return warden.ProcessSpec{Path: "sh", Args: []string{"-c", script}}
 }
 
-// syncBuf is a goroutine-safe output sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // poll waits for cond, polling state outside the test's control.
 func poll(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -77,7 +60,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 
 func runWait(t *testing.T, c warden.Container, spec warden.ProcessSpec) (int, string) {
 	t.Helper()
-	var out syncBuf
+	var out syncbuf.Buffer
 	p, err := c.Run(testCtx(t), spec, warden.ProcessIO{Stdout: &out, Stderr: &out})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -310,7 +293,7 @@ func TestOutputFollowAndAttach(t *testing.T) {
 	c := create(t, b, warden.ContainerSpec{})
 	spec := sh("echo one; while [ ! -e go ]; do sleep 0.01; done; echo two")
 	spec.ID, spec.StdoutPath = "w", "logs/out"
-	var first, second syncBuf
+	var first, second syncbuf.Buffer
 	p, err := c.Run(testCtx(t), spec, warden.ProcessIO{Stdout: &first})
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +452,7 @@ func TestReattachAfterExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Destroy(context.Background(), "survivor") })
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	p, err := c.Attach(testCtx(t), "web", warden.ProcessIO{Stdout: &logs})
 	if err != nil {
 		t.Fatal(err)

@@ -179,6 +179,73 @@ func getByName[V any](ctx context.Context, s *Store, names map[ownerName]string,
 // identity is the copy function of records without shared slices.
 func identity[V any](v V) V { return v }
 
+// modify applies change to m[key] under the write lock, stores the result
+// and returns a copy of it, or an error wrapping store.ErrNotFound that
+// names the record as what.
+func modify[V any](ctx context.Context, s *Store, m map[string]V, key string, change func(*V), cp func(V) V, what string) (V, error) {
+	var zero V
+	if err := s.lock(ctx); err != nil {
+		return zero, err
+	}
+	defer s.mu.Unlock()
+	v, ok := m[key]
+	if !ok {
+		return zero, fmt.Errorf("memstore: %s %q: %w", what, key, store.ErrNotFound)
+	}
+	change(&v)
+	m[key] = v
+	return cp(v), nil
+}
+
+// remove deletes m[key] under the write lock, or fails with an error
+// wrapping store.ErrNotFound that names the record as what. unlink, if not
+// nil, runs first with the record: it drops what refers to the record, or
+// returns an error that keeps it.
+func remove[V any](ctx context.Context, s *Store, m map[string]V, key, what string, unlink func(V) error) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	v, ok := m[key]
+	if !ok {
+		return fmt.Errorf("memstore: %s %q: %w", what, key, store.ErrNotFound)
+	}
+	if unlink != nil {
+		if err := unlink(v); err != nil {
+			return err
+		}
+	}
+	delete(m, key)
+	return nil
+}
+
+// claimID gives a record without an id a fresh one and checks that
+// neither the id nor the owner's name is taken in m and names, the
+// record's tables. The caller holds the write lock.
+func claimID[V any](m map[string]V, names map[ownerName]string, id *string, key ownerName, what string) error {
+	if *id == "" {
+		*id = uuid.NewString()
+	}
+	if _, ok := m[*id]; ok {
+		return fmt.Errorf("memstore: %s id %q: %w", what, *id, store.ErrExists)
+	}
+	if _, ok := names[key]; ok {
+		return fmt.Errorf("memstore: %s %q of %q: %w", what, key.name, key.owner, store.ErrExists)
+	}
+	return nil
+}
+
+// pageOf cuts the sorted keys after the cursor into one page of copies of
+// their records in m.
+func pageOf[V any](m map[string]V, keys []string, opts store.ListOptions, cp func(V) V) store.Page[V] {
+	keys, next := page(keys, opts)
+	p := store.Page[V]{Next: next}
+	for _, k := range keys {
+		p.Items = append(p.Items, cp(m[k]))
+	}
+	return p
+}
+
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -237,31 +304,17 @@ func (s *Store) GetUser(ctx context.Context, email string) (store.User, error) {
 
 // UpdateUser implements store.Store.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) (store.User, error) {
-	if err := s.lock(ctx); err != nil {
-		return store.User{}, err
-	}
-	defer s.mu.Unlock()
-	old, ok := s.users[u.Email]
-	if !ok {
-		return store.User{}, fmt.Errorf("memstore: user %q: %w", u.Email, store.ErrNotFound)
-	}
-	old.PasswordHash, old.Admin = u.PasswordHash, u.Admin
-	s.users[u.Email] = old
-	return old, nil
+	return modify(ctx, s, s.users, u.Email, func(old *store.User) {
+		old.PasswordHash, old.Admin = u.PasswordHash, u.Admin
+	}, identity[store.User], "user")
 }
 
 // DeleteUser implements store.Store.
 func (s *Store) DeleteUser(ctx context.Context, email string) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	if _, ok := s.users[email]; !ok {
-		return fmt.Errorf("memstore: user %q: %w", email, store.ErrNotFound)
-	}
-	delete(s.users, email)
-	delete(s.quotas, email)
-	return nil
+	return remove(ctx, s, s.users, email, "user", func(store.User) error {
+		delete(s.quotas, email)
+		return nil
+	})
 }
 
 // ListUsers implements store.Store.
@@ -270,12 +323,7 @@ func (s *Store) ListUsers(ctx context.Context, opts store.ListOptions) (store.Pa
 		return store.Page[store.User]{}, err
 	}
 	defer s.mu.RUnlock()
-	keys, next := page(keysOf(s.users), opts)
-	p := store.Page[store.User]{Next: next}
-	for _, k := range keys {
-		p.Items = append(p.Items, s.users[k])
-	}
-	return p, nil
+	return pageOf(s.users, keysOf(s.users), opts, identity[store.User]), nil
 }
 
 func keysOf[V any](m map[string]V) []string {
@@ -401,15 +449,9 @@ func (s *Store) CreateApp(ctx context.Context, a store.App) (store.App, error) {
 		return store.App{}, err
 	}
 	defer s.mu.Unlock()
-	if a.ID == "" {
-		a.ID = uuid.NewString()
-	}
-	if _, ok := s.apps[a.ID]; ok {
-		return store.App{}, fmt.Errorf("memstore: app id %q: %w", a.ID, store.ErrExists)
-	}
 	key := ownerName{a.Owner, a.Name}
-	if _, ok := s.appNames[key]; ok {
-		return store.App{}, fmt.Errorf("memstore: app %q of %q: %w", a.Name, a.Owner, store.ErrExists)
+	if err := claimID(s.apps, s.appNames, &a.ID, key, "app"); err != nil {
+		return store.App{}, err
 	}
 	if err := s.claimURIs(a.ID, a.URIs); err != nil {
 		return store.App{}, err
@@ -488,29 +530,22 @@ func (s *Store) UpdateApp(ctx context.Context, a store.App) (store.App, error) {
 
 // DeleteApp implements store.Store.
 func (s *Store) DeleteApp(ctx context.Context, id string) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	a, ok := s.apps[id]
-	if !ok {
-		return fmt.Errorf("memstore: app %q: %w", id, store.ErrNotFound)
-	}
-	for _, u := range a.URIs {
-		delete(s.uris, u)
-	}
-	for bid, b := range s.bindings {
-		if b.AppID == id {
-			delete(s.bindings, bid)
+	return remove(ctx, s, s.apps, id, "app", func(a store.App) error {
+		for _, u := range a.URIs {
+			delete(s.uris, u)
 		}
-	}
-	delete(s.appNames, ownerName{a.Owner, a.Name})
-	s.appsDirty = true
-	delete(s.apps, id)
-	delete(s.droplets, id)
-	delete(s.events, id)
-	delete(s.crashes, id)
-	return nil
+		for bid, b := range s.bindings {
+			if b.AppID == id {
+				delete(s.bindings, bid)
+			}
+		}
+		delete(s.appNames, ownerName{a.Owner, a.Name})
+		s.appsDirty = true
+		delete(s.droplets, id)
+		delete(s.events, id)
+		delete(s.crashes, id)
+		return nil
+	})
 }
 
 // ListApps implements store.Store.
@@ -737,36 +772,22 @@ func (s *Store) UpdateBroker(ctx context.Context, b store.ServiceBroker) (store.
 	if err := b.Validate(); err != nil {
 		return store.ServiceBroker{}, err
 	}
-	if err := s.lock(ctx); err != nil {
-		return store.ServiceBroker{}, err
-	}
-	defer s.mu.Unlock()
-	old, ok := s.brokers[b.Name]
-	if !ok {
-		return store.ServiceBroker{}, fmt.Errorf("memstore: broker %q: %w", b.Name, store.ErrNotFound)
-	}
-	old.URL, old.Username, old.Password, old.Catalog = b.URL, b.Username, b.Password, clone(b.Catalog)
-	old.UpdatedAt = s.stamp()
-	s.brokers[b.Name] = old
-	return copyBroker(old), nil
+	return modify(ctx, s, s.brokers, b.Name, func(old *store.ServiceBroker) {
+		old.URL, old.Username, old.Password, old.Catalog = b.URL, b.Username, b.Password, clone(b.Catalog)
+		old.UpdatedAt = s.stamp()
+	}, copyBroker, "broker")
 }
 
 // DeleteBroker implements store.Store.
 func (s *Store) DeleteBroker(ctx context.Context, name string) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	if _, ok := s.brokers[name]; !ok {
-		return fmt.Errorf("memstore: broker %q: %w", name, store.ErrNotFound)
-	}
-	for _, si := range s.instances {
-		if si.BrokerName == name {
-			return fmt.Errorf("memstore: broker %q has instance %q: %w", name, si.ID, store.ErrInUse)
+	return remove(ctx, s, s.brokers, name, "broker", func(store.ServiceBroker) error {
+		for _, si := range s.instances {
+			if si.BrokerName == name {
+				return fmt.Errorf("memstore: broker %q has instance %q: %w", name, si.ID, store.ErrInUse)
+			}
 		}
-	}
-	delete(s.brokers, name)
-	return nil
+		return nil
+	})
 }
 
 // ListBrokers implements store.Store.
@@ -798,15 +819,9 @@ func (s *Store) CreateServiceInstance(ctx context.Context, si store.ServiceInsta
 		return store.ServiceInstance{}, err
 	}
 	defer s.mu.Unlock()
-	if si.ID == "" {
-		si.ID = uuid.NewString()
-	}
-	if _, ok := s.instances[si.ID]; ok {
-		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance id %q: %w", si.ID, store.ErrExists)
-	}
 	key := ownerName{si.Owner, si.Name}
-	if _, ok := s.instNames[key]; ok {
-		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance %q of %q: %w", si.Name, si.Owner, store.ErrExists)
+	if err := claimID(s.instances, s.instNames, &si.ID, key, "service instance"); err != nil {
+		return store.ServiceInstance{}, err
 	}
 	if _, ok := s.brokers[si.BrokerName]; si.BrokerName != "" && !ok {
 		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance %q: broker %q: %w", si.Name, si.BrokerName, store.ErrNotFound)
@@ -831,38 +846,23 @@ func (s *Store) GetServiceInstanceByName(ctx context.Context, owner, name string
 
 // UpdateServiceInstance implements store.Store.
 func (s *Store) UpdateServiceInstance(ctx context.Context, si store.ServiceInstance) (store.ServiceInstance, error) {
-	if err := s.lock(ctx); err != nil {
-		return store.ServiceInstance{}, err
-	}
-	defer s.mu.Unlock()
-	old, ok := s.instances[si.ID]
-	if !ok {
-		return store.ServiceInstance{}, fmt.Errorf("memstore: service instance %q: %w", si.ID, store.ErrNotFound)
-	}
-	old.Plan, old.Credentials, old.DashboardURL, old.State = si.Plan, clone(si.Credentials), si.DashboardURL, si.State
-	old.UpdatedAt = s.stamp()
-	s.instances[si.ID] = old
-	return copyInstance(old), nil
+	return modify(ctx, s, s.instances, si.ID, func(old *store.ServiceInstance) {
+		old.Plan, old.Credentials, old.DashboardURL, old.State = si.Plan, clone(si.Credentials), si.DashboardURL, si.State
+		old.UpdatedAt = s.stamp()
+	}, copyInstance, "service instance")
 }
 
 // DeleteServiceInstance implements store.Store.
 func (s *Store) DeleteServiceInstance(ctx context.Context, id string) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	si, ok := s.instances[id]
-	if !ok {
-		return fmt.Errorf("memstore: service instance %q: %w", id, store.ErrNotFound)
-	}
-	for _, b := range s.bindings {
-		if b.InstanceID == id {
-			return fmt.Errorf("memstore: service instance %q bound to app %q: %w", id, b.AppID, store.ErrInUse)
+	return remove(ctx, s, s.instances, id, "service instance", func(si store.ServiceInstance) error {
+		for _, b := range s.bindings {
+			if b.InstanceID == id {
+				return fmt.Errorf("memstore: service instance %q bound to app %q: %w", id, b.AppID, store.ErrInUse)
+			}
 		}
-	}
-	delete(s.instNames, ownerName{si.Owner, si.Name})
-	delete(s.instances, id)
-	return nil
+		delete(s.instNames, ownerName{si.Owner, si.Name})
+		return nil
+	})
 }
 
 // ListServiceInstances implements store.Store.
@@ -877,12 +877,7 @@ func (s *Store) ListServiceInstances(ctx context.Context, owner string, opts sto
 			keys = append(keys, id)
 		}
 	}
-	keys, next := page(keys, opts)
-	p := store.Page[store.ServiceInstance]{Next: next}
-	for _, k := range keys {
-		p.Items = append(p.Items, copyInstance(s.instances[k]))
-	}
-	return p, nil
+	return pageOf(s.instances, keys, opts, copyInstance), nil
 }
 
 func copyBinding(b store.Binding) store.Binding {
@@ -929,15 +924,7 @@ func (s *Store) GetBinding(ctx context.Context, id string) (store.Binding, error
 
 // DeleteBinding implements store.Store.
 func (s *Store) DeleteBinding(ctx context.Context, id string) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	if _, ok := s.bindings[id]; !ok {
-		return fmt.Errorf("memstore: binding %q: %w", id, store.ErrNotFound)
-	}
-	delete(s.bindings, id)
-	return nil
+	return remove(ctx, s, s.bindings, id, "binding", nil)
 }
 
 // ListBindings implements store.Store.

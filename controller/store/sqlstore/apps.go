@@ -130,11 +130,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 
 		a.HealthCheckType, a.HealthCheckEndpoint, a.HealthCheckTimeout, a.PackageHash,
 		a.DropletHash, a.PackageState, a.StagingError, a.StagingLogRef, a.Version,
 		a.Revision, micro(a.CreatedAt), micro(a.UpdatedAt), micro(a.StagedAt))
-	if s.dialect.violation(err) == uniqueViolation {
-		return fmt.Errorf("sqlstore: app %q of %q (id %s): %w", a.Name, a.Owner, a.ID, store.ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("sqlstore: create app %q: %w", a.Name, err)
+	if err := s.insertErr(err, fmt.Sprintf("app %q of %q (id %s)", a.Name, a.Owner, a.ID)); err != nil {
+		return err
 	}
 	return s.claimURIs(ctx, tx, a)
 }
@@ -234,56 +231,30 @@ func (s *Store) DeleteApp(ctx context.Context, id string) (err error) {
 }
 
 // ListApps implements store.Store.
-func (s *Store) ListApps(ctx context.Context, owner string, opts store.ListOptions) (_ store.Page[store.App], err error) {
-	done, err := s.begin("list_apps")
-	if err != nil {
-		return store.Page[store.App]{}, err
+func (s *Store) ListApps(ctx context.Context, owner string, opts store.ListOptions) (store.Page[store.App], error) {
+	query, args := "SELECT "+appCols+" FROM apps WHERE id > ? ORDER BY id LIMIT ?", []any{opts.Cursor}
+	if owner != "" {
+		query, args = "SELECT "+appCols+" FROM apps WHERE owner = ? AND id > ? ORDER BY id LIMIT ?", []any{owner, opts.Cursor}
 	}
-	defer done(&err)
-	limit := opts.EffectiveLimit()
-	var rows *sql.Rows
-	if owner == "" {
-		rows, err = s.query(ctx, s.q("SELECT "+appCols+" FROM apps WHERE id > ? ORDER BY id LIMIT ?"), opts.Cursor, limit+1)
-	} else {
-		rows, err = s.query(ctx, s.q("SELECT "+appCols+" FROM apps WHERE owner = ? AND id > ? ORDER BY id LIMIT ?"), owner, opts.Cursor, limit+1)
-	}
-	if err != nil {
-		return store.Page[store.App]{}, fmt.Errorf("sqlstore: list apps: %w", err)
-	}
-	items, err := collect(rows, scanApp)
-	if err != nil {
-		return store.Page[store.App]{}, fmt.Errorf("sqlstore: list apps: %w", err)
-	}
-	return pageOf(items, limit, func(a store.App) string { return a.ID }), nil
+	return listPage(ctx, s, "list_apps", "list apps", opts.EffectiveLimit(), scanApp, func(a store.App) string { return a.ID }, query, args...)
 }
 
 // DesiredStates implements store.Store. The apps_state index makes each page
 // one range scan of (state, id).
-func (s *Store) DesiredStates(ctx context.Context, opts store.ListOptions) (_ store.Page[store.DesiredState], err error) {
-	done, err := s.begin("desired_states")
-	if err != nil {
-		return store.Page[store.DesiredState]{}, err
-	}
-	defer done(&err)
-	limit := opts.EffectiveLimit()
-	rows, err := s.query(ctx, s.q(`SELECT id, name, owner, state, instances, memory_mb, version,
+func (s *Store) DesiredStates(ctx context.Context, opts store.ListOptions) (store.Page[store.DesiredState], error) {
+	return listPage(ctx, s, "desired_states", "desired states", opts.EffectiveLimit(), scanDesired, func(d store.DesiredState) string { return d.AppID },
+		`SELECT id, name, owner, state, instances, memory_mb, version,
 	package_state, droplet_hash, updated_at
-FROM apps WHERE state = ? AND id > ? ORDER BY id LIMIT ?`), store.AppStarted, opts.Cursor, limit+1)
-	if err != nil {
-		return store.Page[store.DesiredState]{}, fmt.Errorf("sqlstore: desired states: %w", err)
-	}
-	items, err := collect(rows, func(r interface{ Scan(...any) error }) (store.DesiredState, error) {
-		var (
-			d       store.DesiredState
-			updated int64
-		)
-		err := r.Scan(&d.AppID, &d.Name, &d.Owner, &d.State, &d.Instances, &d.MemoryMB, &d.Version,
-			&d.PackageState, &d.DropletHash, &updated)
-		d.UpdatedAt = fromMicro(updated)
-		return d, err
-	})
-	if err != nil {
-		return store.Page[store.DesiredState]{}, fmt.Errorf("sqlstore: desired states: %w", err)
-	}
-	return pageOf(items, limit, func(d store.DesiredState) string { return d.AppID }), nil
+FROM apps WHERE state = ? AND id > ? ORDER BY id LIMIT ?`, store.AppStarted, opts.Cursor)
+}
+
+func scanDesired(r interface{ Scan(...any) error }) (store.DesiredState, error) {
+	var (
+		d       store.DesiredState
+		updated int64
+	)
+	err := r.Scan(&d.AppID, &d.Name, &d.Owner, &d.State, &d.Instances, &d.MemoryMB, &d.Version,
+		&d.PackageState, &d.DropletHash, &updated)
+	d.UpdatedAt = fromMicro(updated)
+	return d, err
 }

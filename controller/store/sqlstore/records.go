@@ -172,35 +172,24 @@ func (s *Store) AddEvent(ctx context.Context, e store.AppEvent) (_ store.AppEven
 }
 
 // ListEvents implements store.Store.
-func (s *Store) ListEvents(ctx context.Context, appID string, opts store.ListOptions) (_ store.Page[store.AppEvent], err error) {
-	done, err := s.begin("list_events")
-	if err != nil {
-		return store.Page[store.AppEvent]{}, err
-	}
-	defer done(&err)
+func (s *Store) ListEvents(ctx context.Context, appID string, opts store.ListOptions) (store.Page[store.AppEvent], error) {
 	after, err := seqCursor(opts.Cursor)
 	if err != nil {
 		return store.Page[store.AppEvent]{}, err
 	}
-	limit := opts.EffectiveLimit()
-	rows, err := s.query(ctx, s.q(`SELECT seq, app_id, at, type, description FROM app_events
-WHERE app_id = ? AND seq > ? ORDER BY seq LIMIT ?`), appID, after, limit+1)
-	if err != nil {
-		return store.Page[store.AppEvent]{}, fmt.Errorf("sqlstore: list events: %w", err)
-	}
-	items, err := collect(rows, func(r interface{ Scan(...any) error }) (store.AppEvent, error) {
-		var (
-			e  store.AppEvent
-			at int64
-		)
-		err := r.Scan(&e.Seq, &e.AppID, &at, &e.Type, &e.Description)
-		e.Time = fromMicro(at)
-		return e, err
-	})
-	if err != nil {
-		return store.Page[store.AppEvent]{}, fmt.Errorf("sqlstore: list events: %w", err)
-	}
-	return pageOf(items, limit, func(e store.AppEvent) string { return strconv.FormatInt(e.Seq, 10) }), nil
+	return listPage(ctx, s, "list_events", "list events", opts.EffectiveLimit(), scanEvent, func(e store.AppEvent) string { return strconv.FormatInt(e.Seq, 10) },
+		`SELECT seq, app_id, at, type, description FROM app_events
+WHERE app_id = ? AND seq > ? ORDER BY seq LIMIT ?`, appID, after)
+}
+
+func scanEvent(r interface{ Scan(...any) error }) (store.AppEvent, error) {
+	var (
+		e  store.AppEvent
+		at int64
+	)
+	err := r.Scan(&e.Seq, &e.AppID, &at, &e.Type, &e.Description)
+	e.Time = fromMicro(at)
+	return e, err
 }
 
 // AddCrash implements store.Store.
@@ -228,35 +217,24 @@ func (s *Store) AddCrash(ctx context.Context, c store.Crash) (_ store.Crash, err
 }
 
 // ListCrashes implements store.Store.
-func (s *Store) ListCrashes(ctx context.Context, appID string, since time.Time, opts store.ListOptions) (_ store.Page[store.Crash], err error) {
-	done, err := s.begin("list_crashes")
-	if err != nil {
-		return store.Page[store.Crash]{}, err
-	}
-	defer done(&err)
+func (s *Store) ListCrashes(ctx context.Context, appID string, since time.Time, opts store.ListOptions) (store.Page[store.Crash], error) {
 	after, err := seqCursor(opts.Cursor)
 	if err != nil {
 		return store.Page[store.Crash]{}, err
 	}
-	limit := opts.EffectiveLimit()
-	rows, err := s.query(ctx, s.q(`SELECT seq, app_id, instance_id, idx, at, exit_status, reason FROM crashes
-WHERE app_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?`), appID, after, micro(since), limit+1)
-	if err != nil {
-		return store.Page[store.Crash]{}, fmt.Errorf("sqlstore: list crashes: %w", err)
-	}
-	items, err := collect(rows, func(r interface{ Scan(...any) error }) (store.Crash, error) {
-		var (
-			c  store.Crash
-			at int64
-		)
-		err := r.Scan(&c.Seq, &c.AppID, &c.InstanceID, &c.Index, &at, &c.ExitStatus, &c.Reason)
-		c.Time = fromMicro(at)
-		return c, err
-	})
-	if err != nil {
-		return store.Page[store.Crash]{}, fmt.Errorf("sqlstore: list crashes: %w", err)
-	}
-	return pageOf(items, limit, func(c store.Crash) string { return strconv.FormatInt(c.Seq, 10) }), nil
+	return listPage(ctx, s, "list_crashes", "list crashes", opts.EffectiveLimit(), scanCrash, func(c store.Crash) string { return strconv.FormatInt(c.Seq, 10) },
+		`SELECT seq, app_id, instance_id, idx, at, exit_status, reason FROM crashes
+WHERE app_id = ? AND seq > ? AND at >= ? ORDER BY seq LIMIT ?`, appID, after, micro(since))
+}
+
+func scanCrash(r interface{ Scan(...any) error }) (store.Crash, error) {
+	var (
+		c  store.Crash
+		at int64
+	)
+	err := r.Scan(&c.Seq, &c.AppID, &c.InstanceID, &c.Index, &at, &c.ExitStatus, &c.Reason)
+	c.Time = fromMicro(at)
+	return c, err
 }
 
 // resourceBatch bounds the rows or keys of one resource statement, well

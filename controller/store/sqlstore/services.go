@@ -50,11 +50,8 @@ func (s *Store) CreateBroker(ctx context.Context, b store.ServiceBroker) (_ stor
 	now := s.stamp()
 	_, err = s.exec(ctx, s.q("INSERT INTO service_brokers ("+brokerCols+") VALUES (?, ?, ?, ?, ?, ?, ?)"),
 		b.Name, b.URL, b.Username, b.Password, string(b.Catalog), now, now)
-	if s.dialect.violation(err) == uniqueViolation {
-		return store.ServiceBroker{}, fmt.Errorf("sqlstore: broker %q: %w", b.Name, store.ErrExists)
-	}
-	if err != nil {
-		return store.ServiceBroker{}, fmt.Errorf("sqlstore: create broker %q: %w", b.Name, err)
+	if err := s.insertErr(err, fmt.Sprintf("broker %q", b.Name)); err != nil {
+		return store.ServiceBroker{}, err
 	}
 	b.Catalog = rawOut(string(b.Catalog))
 	b.CreatedAt, b.UpdatedAt = fromMicro(now), fromMicro(now)
@@ -158,14 +155,8 @@ func (s *Store) CreateServiceInstance(ctx context.Context, si store.ServiceInsta
 	_, err = s.exec(ctx, s.q("INSERT INTO service_instances ("+instanceCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		si.ID, si.Name, si.Owner, si.Label, si.Plan, nullable(si.BrokerName), string(si.Credentials),
 		si.DashboardURL, si.State, now, now)
-	switch s.dialect.violation(err) {
-	case uniqueViolation:
-		return store.ServiceInstance{}, fmt.Errorf("sqlstore: service instance %q of %q (id %s): %w", si.Name, si.Owner, si.ID, store.ErrExists)
-	case foreignKeyViolation:
-		return store.ServiceInstance{}, fmt.Errorf("sqlstore: service instance %q: broker %q: %w", si.Name, si.BrokerName, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.ServiceInstance{}, fmt.Errorf("sqlstore: create service instance %q: %w", si.Name, err)
+	if err := s.insertErr(err, fmt.Sprintf("service instance %q of %q (id %s, broker %q)", si.Name, si.Owner, si.ID, si.BrokerName)); err != nil {
+		return store.ServiceInstance{}, err
 	}
 	si.Credentials = rawOut(string(si.Credentials))
 	si.CreatedAt, si.UpdatedAt = fromMicro(now), fromMicro(now)
@@ -216,27 +207,13 @@ func (s *Store) DeleteServiceInstance(ctx context.Context, id string) (err error
 }
 
 // ListServiceInstances implements store.Store.
-func (s *Store) ListServiceInstances(ctx context.Context, owner string, opts store.ListOptions) (_ store.Page[store.ServiceInstance], err error) {
-	done, err := s.begin("list_service_instances")
-	if err != nil {
-		return store.Page[store.ServiceInstance]{}, err
+func (s *Store) ListServiceInstances(ctx context.Context, owner string, opts store.ListOptions) (store.Page[store.ServiceInstance], error) {
+	query, args := "SELECT "+instanceCols+" FROM service_instances WHERE id > ? ORDER BY id LIMIT ?", []any{opts.Cursor}
+	if owner != "" {
+		query, args = "SELECT "+instanceCols+" FROM service_instances WHERE owner = ? AND id > ? ORDER BY id LIMIT ?", []any{owner, opts.Cursor}
 	}
-	defer done(&err)
-	limit := opts.EffectiveLimit()
-	var rows *sql.Rows
-	if owner == "" {
-		rows, err = s.query(ctx, s.q("SELECT "+instanceCols+" FROM service_instances WHERE id > ? ORDER BY id LIMIT ?"), opts.Cursor, limit+1)
-	} else {
-		rows, err = s.query(ctx, s.q("SELECT "+instanceCols+" FROM service_instances WHERE owner = ? AND id > ? ORDER BY id LIMIT ?"), owner, opts.Cursor, limit+1)
-	}
-	if err != nil {
-		return store.Page[store.ServiceInstance]{}, fmt.Errorf("sqlstore: list service instances: %w", err)
-	}
-	items, err := collect(rows, scanInstance)
-	if err != nil {
-		return store.Page[store.ServiceInstance]{}, fmt.Errorf("sqlstore: list service instances: %w", err)
-	}
-	return pageOf(items, limit, func(si store.ServiceInstance) string { return si.ID }), nil
+	return listPage(ctx, s, "list_service_instances", "list service instances", opts.EffectiveLimit(), scanInstance,
+		func(si store.ServiceInstance) string { return si.ID }, query, args...)
 }
 
 const bindingCols = "id, app_id, instance_id, credentials, created_at"
@@ -270,14 +247,8 @@ func (s *Store) CreateBinding(ctx context.Context, b store.Binding) (_ store.Bin
 	now := s.stamp()
 	_, err = s.exec(ctx, s.q("INSERT INTO bindings ("+bindingCols+") VALUES (?, ?, ?, ?, ?)"),
 		b.ID, b.AppID, b.InstanceID, string(b.Credentials), now)
-	switch s.dialect.violation(err) {
-	case uniqueViolation:
-		return store.Binding{}, fmt.Errorf("sqlstore: binding of app %q to %q (id %s): %w", b.AppID, b.InstanceID, b.ID, store.ErrExists)
-	case foreignKeyViolation:
-		return store.Binding{}, fmt.Errorf("sqlstore: binding: app %q or service instance %q: %w", b.AppID, b.InstanceID, store.ErrNotFound)
-	}
-	if err != nil {
-		return store.Binding{}, fmt.Errorf("sqlstore: create binding: %w", err)
+	if err := s.insertErr(err, fmt.Sprintf("binding %s of app %q to service instance %q", b.ID, b.AppID, b.InstanceID)); err != nil {
+		return store.Binding{}, err
 	}
 	b.Credentials, b.CreatedAt = rawOut(string(b.Credentials)), fromMicro(now)
 	return b, nil

@@ -19,6 +19,22 @@ func notFound(err error, format string, args ...any) error {
 	return fmt.Errorf("sqlstore: %s: %w", what, err)
 }
 
+// insertErr maps the error of an INSERT of the record named by what (as
+// in `broker "x"`): a unique violation wraps store.ErrExists, a foreign
+// key violation store.ErrNotFound (a record it refers to is missing), any
+// other error is wrapped as a failure to create it. nil stays nil.
+func (s *Store) insertErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case s.dialect.violation(err) == uniqueViolation:
+		return fmt.Errorf("sqlstore: %s: %w", what, store.ErrExists)
+	case s.dialect.violation(err) == foreignKeyViolation:
+		return fmt.Errorf("sqlstore: %s: %w", what, store.ErrNotFound)
+	}
+	return fmt.Errorf("sqlstore: create %s: %w", what, err)
+}
+
 // affected returns ErrNotFound when res changed no row.
 func affected(res sql.Result, format string, args ...any) error {
 	n, err := res.RowsAffected()
@@ -121,23 +137,9 @@ func (s *Store) DeleteUser(ctx context.Context, email string) (err error) {
 }
 
 // ListUsers implements store.Store.
-func (s *Store) ListUsers(ctx context.Context, opts store.ListOptions) (_ store.Page[store.User], err error) {
-	done, err := s.begin("list_users")
-	if err != nil {
-		return store.Page[store.User]{}, err
-	}
-	defer done(&err)
-	limit := opts.EffectiveLimit()
-	rows, err := s.query(ctx, s.q("SELECT "+userCols+" FROM users WHERE email > ? ORDER BY email LIMIT ?"),
-		opts.Cursor, limit+1)
-	if err != nil {
-		return store.Page[store.User]{}, fmt.Errorf("sqlstore: list users: %w", err)
-	}
-	items, err := collect(rows, scanUser)
-	if err != nil {
-		return store.Page[store.User]{}, fmt.Errorf("sqlstore: list users: %w", err)
-	}
-	return pageOf(items, limit, func(u store.User) string { return u.Email }), nil
+func (s *Store) ListUsers(ctx context.Context, opts store.ListOptions) (store.Page[store.User], error) {
+	return listPage(ctx, s, "list_users", "list users", opts.EffectiveLimit(), scanUser, func(u store.User) string { return u.Email },
+		"SELECT "+userCols+" FROM users WHERE email > ? ORDER BY email LIMIT ?", opts.Cursor)
 }
 
 // collect scans every row and closes rows.
@@ -152,6 +154,27 @@ func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// listPage is a List method: it runs query, whose last parameter is the
+// row limit (limit+1 is bound to it), as operation op, scans the rows and
+// cuts them into one page whose next cursor is key of the last item kept.
+// what names the list in errors.
+func listPage[T any](ctx context.Context, s *Store, op, what string, limit int, scan func(interface{ Scan(...any) error }) (T, error), key func(T) string, query string, args ...any) (_ store.Page[T], err error) {
+	done, err := s.begin(op)
+	if err != nil {
+		return store.Page[T]{}, err
+	}
+	defer done(&err)
+	rows, err := s.query(ctx, s.q(query), append(args, limit+1)...)
+	if err != nil {
+		return store.Page[T]{}, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	items, err := collect(rows, scan)
+	if err != nil {
+		return store.Page[T]{}, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return pageOf(items, limit, key), nil
 }
 
 // pageOf turns up to limit+1 fetched items into a page: the extra item
