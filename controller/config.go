@@ -138,6 +138,15 @@ type Config struct {
 	// StatusUser and StatusPassword protect /varz with basic auth when both
 	// are set.
 	StatusUser, StatusPassword string
+	// GCInterval is the period of the blob garbage collector run by Run
+	// (see CollectGarbage); 0 turns the periodic sweep off.
+	GCInterval time.Duration
+	// GCGrace is the age below which the garbage collector never deletes a
+	// blob, referenced or not: it covers packages and droplets stored by
+	// an upload or a staging that has not recorded them on the app yet.
+	// It must be longer than the time between storing a blob and
+	// recording it (seconds), with a wide margin.
+	GCGrace time.Duration
 }
 
 // DefaultConfig returns the defaults; ExternalURL must still be set.
@@ -171,6 +180,8 @@ func DefaultConfig() Config {
 		BulkUser:             "bulk_api",
 		ProvisionPoll:        2 * time.Second,
 		RegisterInterval:     20 * time.Second,
+		GCInterval:           time.Hour,
+		GCGrace:              time.Hour,
 	}
 }
 
@@ -200,6 +211,8 @@ func (c Config) Validate() error {
 		return errors.New("controller: config: ProvisionPoll must be positive")
 	case c.BulkUser == "":
 		return errors.New("controller: config: empty BulkUser")
+	case c.GCInterval < 0 || c.GCGrace <= 0:
+		return errors.New("controller: config: GCInterval must not be negative and GCGrace must be positive")
 	}
 	if err := c.UserQuota.Validate(); err != nil {
 		return fmt.Errorf("controller: config: user quota: %w", err)

@@ -160,7 +160,8 @@ func (c *Controller) BulkCredentials() protocol.BulkCredentials {
 
 // Run subscribes to the bus (health manager requests in queue group "cc",
 // bulk credential requests, heartbeats, exits and log lines), announces the
-// component, and serves until ctx ends. Then it stops background work
+// component, collects unreferenced blobs every Config.GCInterval (see
+// CollectGarbage), and serves until ctx ends. Then it stops background work
 // (stagings, placements, rollouts) and waits for it.
 func (c *Controller) Run(ctx context.Context) error {
 	b := c.deps.Bus
@@ -217,6 +218,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	g.Go(func() error { return c.prune(gctx) })
 	if len(c.cfg.RouteURIs) > 0 {
 		g.Go(func() error { return c.registerRoutes(gctx) })
+	}
+	if c.cfg.GCInterval > 0 {
+		g.Go(func() error { return c.collectPeriodically(gctx) })
 	}
 	g.Go(func() error {
 		if err := c.resumeStaging(gctx); err != nil {

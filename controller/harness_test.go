@@ -173,11 +173,14 @@ func newEnvOn(t testing.TB, mod func(*Config), conn bus.Bus) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobs, err := memblob.New(memblob.DefaultConfig())
+	clock := &testClock{}
+	bcfg := memblob.DefaultConfig()
+	bcfg.Now = clock.Now // blobs age with the controller's clock (garbage collection tests)
+	blobs, err := memblob.New(bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, bus: conn, store: st, blobs: blobs, stager: &controllertest.Stager{}, broker: newMemBroker(), srv: srv, clock: &testClock{}}
+	e := &env{t: t, bus: conn, store: st, blobs: blobs, stager: &controllertest.Stager{}, broker: newMemBroker(), srv: srv, clock: clock}
 	c, err := New(cfg, Deps{Bus: conn, Store: st, Blobs: blobs, Stager: e.stager, Now: e.clock.Now, Builtin: map[string]services.Broker{"mem": e.broker},
 		Brokers: func(store.ServiceBroker) (services.Broker, error) { return e.broker, nil }})
 	if err != nil {

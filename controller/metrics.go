@@ -18,6 +18,8 @@ type metrics struct {
 	stagingsRunning prometheus.Gauge
 	placements      *prometheus.CounterVec
 	hmRequests      *prometheus.CounterVec
+	blobsCollected  *prometheus.CounterVec
+	bytesCollected  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,9 +46,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		hmRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "kiln", Subsystem: "controller", Name: "hm_requests_total", Help: "Health manager requests by op.",
 		}, []string{"op"}),
+		blobsCollected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kiln", Subsystem: "controller", Name: "blobs_collected_total", Help: "Unreferenced blobs deleted by the garbage collector, by kind.",
+		}, []string{"kind"}),
+		bytesCollected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "kiln", Subsystem: "controller", Name: "blob_bytes_collected_total", Help: "Bytes of the blobs deleted by the garbage collector, by kind.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.latency, m.errors, m.loginFailures, m.stagings, m.stagingsRunning, m.placements, m.hmRequests} {
+		for _, col := range []prometheus.Collector{m.latency, m.errors, m.loginFailures, m.stagings, m.stagingsRunning, m.placements, m.hmRequests, m.blobsCollected, m.bytesCollected} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("controller: register metrics: %w", err)
 			}
