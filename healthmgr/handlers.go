@@ -53,6 +53,7 @@ func (m *Manager) onHeartbeat(msg *bus.Msg) {
 	}
 	now := m.clock.Now()
 	urgent, changed := false, false
+	var p *pass
 	m.mu.Lock()
 	if hb.DEA != "" {
 		m.deas[hb.DEA] = now
@@ -61,10 +62,13 @@ func (m *Manager) onHeartbeat(msg *bus.Msg) {
 		u, c := m.observe(hb.DEA, &hb.Droplets[i], now)
 		urgent, changed = urgent || u, changed || c
 	}
+	if urgent {
+		p = m.snapshot(false) // with the crash, as in onExited
+	}
 	m.mu.Unlock()
 	switch {
-	case urgent:
-		m.analyze(false)
+	case p != nil:
+		m.finish(p)
 	case changed:
 		kick(m.kickSoon)
 	}
@@ -130,13 +134,21 @@ func (m *Manager) onExited(msg *bus.Msg) {
 	} else {
 		a.instances.remove(ex.Instance)
 	}
-	m.mu.Unlock()
-	m.log.Debug("instance-exited", "app", appID, "index", ex.Index, "instance", ex.Instance, "reason", ex.Reason)
+	var p *pass
 	if urgent {
 		// Analysed here and now rather than by the analysis loop: one
-		// goroutine hand-off less between the exit and the request.
-		m.analyze(false)
-	} else {
+		// goroutine hand-off less between the exit and the request. The
+		// snapshot is taken with the change, so a full pass starting
+		// meanwhile cannot take the app out of the changed set and make
+		// the crash wait for it.
+		p = m.snapshot(false)
+	}
+	m.mu.Unlock()
+	m.log.Debug("instance-exited", "app", appID, "index", ex.Index, "instance", ex.Instance, "reason", ex.Reason)
+	switch {
+	case p != nil:
+		m.finish(p)
+	case !urgent:
 		kick(m.kickSoon)
 	}
 }

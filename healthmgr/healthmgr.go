@@ -58,7 +58,11 @@ type Manager struct {
 	reloadAll chan struct{} // full desired reload after ReloadDebounce
 	reloadApp chan string   // one app's desired reload
 
-	sendMu sync.Mutex // held while a pass sends; taken before mu is released
+	// Analysis passes (see pass): fullMu lets one full pass run at a
+	// time; sendMu is held while a pass sends, taken before mu is
+	// released. Lock order: fullMu, mu, sendMu.
+	fullMu sync.Mutex
+	sendMu sync.Mutex
 
 	mu    sync.Mutex
 	apps  map[string]*appState
@@ -75,7 +79,8 @@ type Manager struct {
 	busUp, leading     bool
 	peers              map[string]peer
 	lastPass           time.Time
-	// Scratch for analysis inputs, reused from pass to pass.
+	// Scratch for full passes' inputs, reused from pass to pass; guarded
+	// by fullMu (a pass reads them without mu).
 	desiredBuf []drift.App
 	actualBuf  []drift.Instance
 }

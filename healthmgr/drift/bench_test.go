@@ -63,3 +63,28 @@ func BenchmarkAnalyze(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "actions")
 }
+
+// BenchmarkHistoryClone measures cloning a large history: 2,000 crashing
+// indices with 4 crashes each and 10,000 recently sent STARTs and STOPs,
+// the price of each analysis pass the health manager runs on a clone.
+//
+//	go test -run '^$' -bench HistoryClone ./healthmgr/drift/
+func BenchmarkHistoryClone(b *testing.B) {
+	h := NewHistory()
+	for i := range 2000 {
+		app := fmt.Sprintf("app-%d", i/10)
+		for c := range 4 {
+			h.RecordCrash(app, "v1", i%10, fmt.Sprintf("c-%d-%d", i, c), now.Add(-time.Duration(c)*time.Minute))
+		}
+	}
+	for i := range 5000 {
+		h.RecordSent(now, []Action{
+			{App: fmt.Sprintf("app-%d", i), Op: OpStart, Indices: []int{i % 10}},
+			{App: fmt.Sprintf("app-%d", i), Op: OpStop, Instances: []string{fmt.Sprintf("s-%d", i)}},
+		})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = h.Clone()
+	}
+}

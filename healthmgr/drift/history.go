@@ -2,6 +2,7 @@ package drift
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 )
@@ -14,7 +15,8 @@ const ringSize = 16
 // recent crashes per (app, index) and the requests it recently sent. Analyze
 // only reads it; the caller records crashes as droplet.exited messages and
 // CRASHED heartbeats arrive, and records actions once it has sent them. A
-// History is not safe for concurrent use.
+// History is not safe for concurrent use; Clone gives a copy to analyse
+// while the original goes on being recorded into.
 type History struct {
 	crashes map[string]map[int]*crashRing
 	starts  map[indexKey]time.Time
@@ -104,6 +106,85 @@ func NewHistory() *History {
 		starts:  make(map[indexKey]time.Time),
 		stops:   make(map[string]time.Time),
 	}
+}
+
+// Clone returns a deep copy of h: recording into or pruning either leaves
+// the other unchanged. A caller that owns h under a lock clones it there
+// and runs Analyze on the copy without the lock, while crashes and sent
+// requests go on being recorded into h. It costs time proportional to the
+// history's size (bounded by Prune), not to the number of instances. The
+// clone of a nil History is nil.
+func (h *History) Clone() *History {
+	if h == nil {
+		return nil
+	}
+	c := &History{
+		crashes: make(map[string]map[int]*crashRing, len(h.crashes)),
+		starts:  maps.Clone(h.starts),
+		stops:   maps.Clone(h.stops),
+	}
+	for app, byIndex := range h.crashes {
+		cb := make(map[int]*crashRing, len(byIndex))
+		for i, r := range byIndex {
+			cr := *r // the ring holds its entries by value
+			cb[i] = &cr
+		}
+		c.crashes[app] = cb
+	}
+	if c.starts == nil {
+		c.starts = make(map[indexKey]time.Time)
+	}
+	if c.stops == nil {
+		c.stops = make(map[string]time.Time)
+	}
+	return c
+}
+
+// Unsent returns actions without the indices to start and instances to
+// stop that h records as sent (RecordSent) within p.RetryAfter of now,
+// leaving out actions with nothing left. It never changes actions or
+// their slices. A caller that analysed a clone of h uses it before
+// sending: another pass, or a peer, may have sent some of the same
+// requests since the clone was taken.
+func (h *History) Unsent(p Policy, now time.Time, actions []Action) []Action {
+	if h == nil {
+		return actions
+	}
+	out := actions[:0:0]
+	for _, a := range actions {
+		switch a.Op {
+		case OpStart:
+			a.Indices = keep(a.Indices, func(i int) bool { return !h.startedRecently(&p, a.App, i, now) })
+			if len(a.Indices) == 0 {
+				continue
+			}
+		case OpStop:
+			a.Instances = keep(a.Instances, func(id string) bool { return !h.stoppedRecently(&p, id, now) })
+			if len(a.Instances) == 0 {
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// keep returns s, or a new slice of the elements for which ok holds when
+// it does not hold for all.
+func keep[T any](s []T, ok func(T) bool) []T {
+	for i, v := range s {
+		if ok(v) {
+			continue
+		}
+		kept := slices.Clone(s[:i])
+		for _, w := range s[i+1:] {
+			if ok(w) {
+				kept = append(kept, w)
+			}
+		}
+		return kept
+	}
+	return s
 }
 
 // RecordCrash notes that instance (of app at version and index) crashed at
