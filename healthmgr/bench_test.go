@@ -72,19 +72,30 @@ func BenchmarkCrashToRequest(b *testing.B) {
 			Droplet: protocol.AppID(app), Version: "v1", Instance: fmt.Sprint("i-", n), Reason: protocol.ReasonCrashed,
 		})
 		n++
-		t0 := time.Now()
-		if err := dea.Publish(protocol.DropletExited, data); err != nil {
-			b.Fatal(err)
-		}
-		for got := ""; got != app; {
-			select {
-			case got = <-starts:
-			case <-time.After(waitLimit):
-				b.Fatalf("no START for %s", app)
-			}
-		}
-		lat = append(lat, time.Since(t0))
+		lat = append(lat, crashToStart(b, dea, starts, app, data))
 	}
+	reportLatency(b, lat)
+}
+
+// crashToStart publishes a droplet.exited for app and returns how long the
+// manager took to request its START.
+func crashToStart(b *testing.B, pub bus.Bus, starts <-chan string, app string, exited []byte) time.Duration {
+	t0 := time.Now()
+	if err := pub.Publish(protocol.DropletExited, exited); err != nil {
+		b.Fatal(err)
+	}
+	for got := ""; got != app; {
+		select {
+		case got = <-starts:
+		case <-time.After(waitLimit):
+			b.Fatalf("no START for %s", app)
+		}
+	}
+	return time.Since(t0)
+}
+
+// reportLatency reports the median and p99 of lat.
+func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
@@ -256,24 +267,11 @@ func BenchmarkCrashDuringFullPasses(b *testing.B) {
 			Droplet: protocol.AppID(app), Version: "v1", Instance: fmt.Sprint("i-", a*per+1), Index: 0, Reason: protocol.ReasonCrashed,
 		})
 		n++
-		t0 := time.Now()
-		if err := dea.Publish(protocol.DropletExited, data); err != nil {
-			b.Fatal(err)
-		}
-		for got := ""; got != app; {
-			select {
-			case got = <-starts:
-			case <-time.After(waitLimit):
-				b.Fatalf("no START for %s", app)
-			}
-		}
-		lat = append(lat, time.Since(t0))
+		lat = append(lat, crashToStart(b, dea, starts, app, data))
 		// Crashes come apart, so they land at every phase of the passes.
 		time.Sleep(crashGap)
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	reportLatency(b, lat)
 	b.ReportMetric(float64(passes.Load()-before)/float64(len(lat)), "passes/crash")
 }
