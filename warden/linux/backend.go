@@ -124,6 +124,7 @@ import (
 	"github.com/kiln-paas/kiln/warden"
 	"github.com/kiln-paas/kiln/warden/internal/hostfs"
 	"github.com/kiln-paas/kiln/warden/internal/portmap"
+	"github.com/kiln-paas/kiln/warden/internal/registry"
 	"github.com/kiln-paas/kiln/warden/internal/statefile"
 )
 
@@ -611,32 +612,16 @@ func (b *Backend) prepareRoot(rootfs string, uid int) ([]bindMount, error) {
 
 // Lookup implements warden.Backend.
 func (b *Backend) Lookup(ctx context.Context, handle string) (warden.Container, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := b.containers[handle]
-	if c == nil {
-		return nil, fmt.Errorf("linux: container %q: %w", handle, warden.ErrNotFound)
-	}
-	return c, nil
+	return registry.Lookup(ctx, b.containers, "linux", handle)
 }
 
 // Containers implements warden.Backend.
 func (b *Backend) Containers(ctx context.Context, match warden.Properties) ([]warden.Container, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []warden.Container
-	for _, c := range b.containers {
-		if c != nil && c.matches(match) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
+	return registry.Select(ctx, b.containers, func(c *container) bool { return c.matches(match) })
 }
 
 // Destroy implements warden.Backend.
